@@ -1,0 +1,204 @@
+"""Flax modules around the pure neurons, and helpers for the time axis.
+
+Tensors inside a model are time-major: [T, B, ...]. Flax's Conv, Dense,
+BatchNorm and pooling act on any number of leading batch axes, so they apply to
+[T, B, H, W, C] directly, exactly as on the merged [T*B, H, W, C] view (BatchNorm
+statistics are then shared over time, as in the reference code of Surrogate
+Module Learning). Neuron modules scan over T.
+
+Each neuron module keeps its surrogate's parameters (alpha, width, beta, ...) as
+float32 scalars in the non-trainable ``"surrogate"`` collection, initialised
+from the module's ``surrogate`` attribute. Schedules and controllers update that
+collection between steps; being array values, the updates never recompile.
+Each neuron module also sows its mean firing rate (spikes per neuron per time
+step) into the ``"intermediates"`` collection when that collection is mutable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from snnjax import neurons, surrogates
+
+Array = jax.Array
+
+SURROGATE_COLLECTION = "surrogate"
+ACTIVITY_COLLECTION = "intermediates"
+FIRING_RATE = "firing_rate"
+
+#: A surrogate, its name ("atan"), or a mapping {"name": "atan", "alpha": 2.0}.
+SurrogateSpec = surrogates.AnySurrogate | str | Mapping[str, Any]
+
+
+def as_surrogate(spec: SurrogateSpec) -> surrogates.AnySurrogate:
+  """Resolves a surrogate given as an object, a name, or a {"name": ..., **params} mapping."""
+  if isinstance(spec, (surrogates.Surrogate, surrogates.ScaledSurrogate)):
+    return spec
+  if isinstance(spec, str):
+    return surrogates.get(spec)
+  if isinstance(spec, Mapping):
+    params = dict(spec)
+    if "name" not in params:
+      raise ValueError(f"a surrogate mapping needs a 'name' key, got {spec!r}.")
+    return surrogates.get(params.pop("name"), **params)
+  raise ValueError(
+      f"cannot build a surrogate from {spec!r}; give a name from {surrogates.NAMES}, "
+      "a {'name': ..., **params} mapping, or a snnjax.surrogates object.")
+
+
+def surrogate_state(module: nn.Module, spec: SurrogateSpec) -> surrogates.AnySurrogate:
+  """The module's surrogate with parameters read from its ``"surrogate"`` variables."""
+  surrogate = as_surrogate(spec)
+  values = {
+      name: module.variable(SURROGATE_COLLECTION, name,
+                            lambda v=value: jnp.asarray(v, jnp.float32)).value
+      for name, value in surrogates.parameters(surrogate).items()
+  }
+  return surrogates.with_parameters(surrogate, values)
+
+
+def record_firing_rate(module: nn.Module, spikes: Array) -> None:
+  """Sows mean(spikes): spikes per neuron per time step, a float32 scalar."""
+  module.sow(ACTIVITY_COLLECTION, FIRING_RATE, jnp.mean(spikes.astype(jnp.float32)))
+
+
+class IF(nn.Module):
+  """Integrate-and-fire over [T, ...]: h = v + x; see :func:`snnjax.neurons.if_`."""
+
+  v_threshold: float = 1.0
+  v_reset: float = 0.0
+  reset: str = "hard"
+  detach_reset: bool = False
+  surrogate: SurrogateSpec = "atan"
+  unroll: int = 1
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    spikes, _ = neurons.if_(x, v_threshold=self.v_threshold, v_reset=self.v_reset,
+                            reset=self.reset, detach_reset=self.detach_reset,
+                            surrogate=surrogate_state(self, self.surrogate), unroll=self.unroll)
+    record_firing_rate(self, spikes)
+    return spikes
+
+
+class LIF(nn.Module):
+  """Leaky integrate-and-fire over [T, ...]; see :func:`snnjax.neurons.lif`.
+
+  Defaults are the neuron of Surrogate Module Learning: tau=2,
+  decay_input=False, v_reset=0, hard reset, i.e. u(t+1) = 0.5 u(t) + I(t).
+  """
+
+  tau: float = 2.0
+  v_threshold: float = 1.0
+  v_reset: float = 0.0
+  decay_input: bool = False
+  reset: str = "hard"
+  detach_reset: bool = False
+  surrogate: SurrogateSpec = "atan"
+  unroll: int = 1
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    spikes, _ = neurons.lif(x, tau=self.tau, v_threshold=self.v_threshold, v_reset=self.v_reset,
+                            decay_input=self.decay_input, reset=self.reset,
+                            detach_reset=self.detach_reset,
+                            surrogate=surrogate_state(self, self.surrogate), unroll=self.unroll)
+    record_firing_rate(self, spikes)
+    return spikes
+
+
+class PLIF(nn.Module):
+  """Parametric LIF over [T, ...]: a learnable scalar w per layer, tau = 1 + exp(-w).
+
+  ``tau`` is the initial time constant (> 1); see :func:`snnjax.neurons.plif`.
+  """
+
+  tau: float = 2.0
+  v_threshold: float = 1.0
+  v_reset: float = 0.0
+  decay_input: bool = True
+  reset: str = "hard"
+  detach_reset: bool = False
+  surrogate: SurrogateSpec = "atan"
+  unroll: int = 1
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    w0 = neurons.plif_w_from_tau(self.tau)
+    w = self.param("w", lambda _: jnp.asarray(w0, jnp.float32))
+    spikes, _ = neurons.plif(x, w, v_threshold=self.v_threshold, v_reset=self.v_reset,
+                             decay_input=self.decay_input, reset=self.reset,
+                             detach_reset=self.detach_reset,
+                             surrogate=surrogate_state(self, self.surrogate), unroll=self.unroll)
+    record_firing_rate(self, spikes)
+    return spikes
+
+
+NEURONS: dict[str, type[nn.Module]] = {"if": IF, "lif": LIF, "plif": PLIF}
+
+
+def neuron(kind: str, **kwargs: Any) -> nn.Module:
+  """Builds a neuron module by name ("if", "lif", "plif"); kwargs go to the module.
+
+  Raises:
+    ValueError: unknown kind, or an argument the kind does not take.
+  """
+  if kind not in NEURONS:
+    raise ValueError(f"unknown neuron {kind!r}; allowed: {', '.join(NEURONS)}.")
+  cls = NEURONS[kind]
+  allowed = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
+  unknown = set(kwargs) - allowed
+  if unknown:
+    raise ValueError(f"neuron {kind!r} takes {sorted(allowed)}, not {sorted(unknown)}.")
+  return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Time-axis helpers.
+
+
+def repeat_over_time(images: Array, T: int) -> Array:
+  """Direct encoding: a static batch [B, ...] repeated to [T, B, ...]."""
+  if T < 1:
+    raise ValueError(f"the number of time steps T must be >= 1, got T={T}.")
+  return jnp.broadcast_to(images[None], (T, *images.shape))
+
+
+def fold_time(x: Array) -> Array:
+  """[T, B, ...] -> [T*B, ...] (time-major merge)."""
+  return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def unfold_time(x: Array, T: int) -> Array:
+  """[T*B, ...] -> [T, B, ...]; inverse of :func:`fold_time`."""
+  if x.shape[0] % T:
+    raise ValueError(f"leading axis {x.shape[0]} is not a multiple of T={T}.")
+  return x.reshape(T, x.shape[0] // T, *x.shape[1:])
+
+
+def time_major_input(x: Array, T: int, spatial_ndim: int = 3) -> Array:
+  """A model input as [T, B, ...].
+
+  A static batch [B, *spatial] (``spatial_ndim`` trailing axes, 3 for HWC) is
+  repeated T times; a sequence [T, B, *spatial] must already have T steps.
+  """
+  if x.ndim == spatial_ndim + 1:
+    return repeat_over_time(x, T)
+  if x.ndim == spatial_ndim + 2:
+    if x.shape[0] != T:
+      raise ValueError(
+          f"input sequence has {x.shape[0]} time steps but the model was built with T={T}; "
+          "pass time-major [T, B, H, W, C] frames or set T to match.")
+    return x
+  raise ValueError(
+      f"expected images [B, H, W, C] or frames [T, B, H, W, C], got shape {x.shape}.")
+
+
+def time_mean(x: Array) -> Array:
+  """Rate readout: mean over the leading time axis, [T, B, ...] -> [B, ...]."""
+  return jnp.mean(x, axis=0)

@@ -1,0 +1,398 @@
+"""Spike functions: Heaviside forward, surrogate-gradient backward.
+
+Notation: ``x = v - v_threshold`` (membrane potential minus threshold, in the
+neuron's voltage units). The forward pass of :func:`spike` is always the
+Heaviside step ``H(x) = 1[x >= 0]``; a surrogate only replaces ``dH/dx`` in the
+backward pass by a function ``h(x)``. Parameterisation follows SpikingJelly so
+that published settings carry over.
+
+A surrogate is a small pytree, :class:`Surrogate`: its ``name`` is static and its
+parameters are array leaves. Passing a surrogate with new parameter values to an
+already compiled function therefore never recompiles, which is what lets
+schedules (gradual surrogate gradient) and controllers (chi-guided widths) change
+surrogates during training.
+
+    sg = atan(alpha=2.0)
+    s = spike(x, sg)                       # H(x); d s / d x := (alpha/2) / (1 + (pi/2 alpha x)^2)
+    sg = sgs(rectangle(), delta=0.5)       # surrogate gradient scaling wrapper
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+Array = jax.Array
+Derivative = Callable[..., Array]
+
+
+@struct.dataclass
+class Surrogate:
+  """A surrogate gradient: a static name and its (traced) parameters.
+
+  Attributes:
+    name: key into the derivative registry (see :data:`NAMES`).
+    params: parameter name -> scalar array, e.g. ``{"alpha": 2.0}``.
+  """
+
+  name: str = struct.field(pytree_node=False)
+  params: Mapping[str, Array]
+
+  def derivative(self, x: Array) -> Array:
+    """h(x): the surrogate's replacement for dH/dx, in x's dtype."""
+    params = {k: jnp.asarray(p, x.dtype) for k, p in self.params.items()}
+    return _DERIVATIVES[self.name](x, **params)
+
+
+@struct.dataclass
+class ScaledSurrogate:
+  """Surrogate gradient scaling (SGS) around a base surrogate.
+
+  From "Surrogate gradient scaling for directly training spiking neural
+  networks" (Chen et al., Applied Intelligence 2023). With incoming gradient
+  g_o, output spike o = H(x) and membrane potential v = x + v_threshold:
+
+      g_v = g_o * h(x) * (1 + delta * sign(g_o) * (v - o))
+
+  snnjax's choice: this is the element-wise gradient scaling (EWGS) form, which
+  matches the paper's figure of the six (o, v, sign g_o) cases; the paper's own
+  equation is not public. v is measured in the same units as the threshold, so
+  ``v_threshold`` must equal the neuron's threshold (default 1.0).
+
+  Attributes:
+    base: the surrogate h that is scaled.
+    delta: scaling strength (dimensionless); 0 reproduces ``base`` exactly.
+    v_threshold: the neuron's firing threshold, used to recover v from x.
+  """
+
+  base: Surrogate
+  delta: Array
+  v_threshold: Array
+
+  @property
+  def name(self) -> str:
+    return f"sgs({self.base.name})"
+
+
+AnySurrogate = Surrogate | ScaledSurrogate
+
+
+# ---------------------------------------------------------------------------
+# Derivatives h(x). Each takes x and its parameters as arrays of x's dtype.
+
+
+def _rectangle(x, alpha):
+  """alpha * 1[|x| < 1/(2 alpha)]: the straight-through box of STBP."""
+  return alpha * (jnp.abs(x) < 0.5 / alpha).astype(x.dtype)
+
+
+def _triangle(x, gamma):
+  """max(0, gamma - |x|) / gamma^2."""
+  return jnp.maximum(gamma - jnp.abs(x), 0) / (gamma * gamma)
+
+
+def _sigmoid(x, alpha):
+  """alpha * sig(alpha x) * (1 - sig(alpha x))."""
+  sig = jax.nn.sigmoid(alpha * x)
+  return alpha * sig * (1 - sig)
+
+
+def _atan(x, alpha):
+  """(alpha / 2) / (1 + (pi/2 * alpha * x)^2)."""
+  return (alpha / 2) / (1 + jnp.square((math.pi / 2) * alpha * x))
+
+
+def _erf(x, alpha):
+  """alpha / sqrt(pi) * exp(-alpha^2 x^2): the Gaussian surrogate."""
+  return alpha / math.sqrt(math.pi) * jnp.exp(-jnp.square(alpha * x))
+
+
+def _superspike(x, alpha):
+  """1 / (alpha |x| + 1)^2: SuperSpike's fast sigmoid."""
+  return 1 / jnp.square(alpha * jnp.abs(x) + 1)
+
+
+def _piecewise_quadratic(x, alpha):
+  """max(0, alpha - alpha^2 |x|)."""
+  return jnp.maximum(alpha - alpha * alpha * jnp.abs(x), 0)
+
+
+def _dspike(x, b, r):
+  """b (1 - tanh^2(b x)) / (2 tanh(b r)) on |x| <= r, else 0."""
+  inside = (jnp.abs(x) <= r).astype(x.dtype)
+  return inside * b * (1 - jnp.square(jnp.tanh(b * x))) / (2 * jnp.tanh(b * r))
+
+
+def _gsg_tanh(x, beta):
+  """a * beta * (1 - tanh^2(beta x)) with a = max(1/beta, 1).
+
+  The gradual surrogate gradient of "Gradual Surrogate Gradient Learning in
+  Deep Spiking Neural Networks" (Chen et al., ICASSP 2022); beta is annealed by
+  a schedule in :mod:`snnjax.estimators`.
+  """
+  a = jnp.maximum(1 / beta, 1)
+  return a * beta * (1 - jnp.square(jnp.tanh(beta * x)))
+
+
+_DERIVATIVES: dict[str, Derivative] = {
+    "rectangle": _rectangle,
+    "triangle": _triangle,
+    "sigmoid": _sigmoid,
+    "atan": _atan,
+    "erf": _erf,
+    "superspike": _superspike,
+    "piecewise_quadratic": _piecewise_quadratic,
+    "dspike": _dspike,
+    "gsg_tanh": _gsg_tanh,
+}
+
+#: Default parameters of every surrogate (SpikingJelly's / the papers' settings).
+DEFAULTS: dict[str, dict[str, float]] = {
+    "rectangle": {"alpha": 1.0},
+    "triangle": {"gamma": 1.0},
+    "sigmoid": {"alpha": 4.0},
+    "atan": {"alpha": 2.0},
+    "erf": {"alpha": 2.0},
+    "superspike": {"alpha": 10.0},
+    "piecewise_quadratic": {"alpha": 1.0},
+    "dspike": {"b": 2.5, "r": 1.0},
+    "gsg_tanh": {"beta": 1.0},
+}
+
+#: Every surrogate name accepted by :func:`get`.
+NAMES: tuple[str, ...] = tuple(_DERIVATIVES) + ("sgs",)
+
+#: Surrogates with compact support, i.e. h(x) = 0 outside a finite interval.
+COMPACT_SUPPORT: tuple[str, ...] = ("rectangle", "triangle", "piecewise_quadratic", "dspike")
+
+
+def _check_positive(name: str, params: Mapping[str, Any]) -> None:
+  """Rejects concrete non-positive widths; traced values pass unchecked."""
+  for key, value in params.items():
+    if isinstance(value, jax.core.Tracer):
+      continue
+    values = jnp.asarray(value)
+    if values.size and not bool(jnp.all(values > 0)):
+      raise ValueError(
+          f"surrogate {name!r} needs {key} > 0, got {key}={value}. "
+          f"Defaults: {DEFAULTS[name]}.")
+
+
+def _make(name: str, **params: Any) -> Surrogate:
+  _check_positive(name, params)
+  return Surrogate(name=name, params={k: jnp.asarray(v, jnp.float32) for k, v in params.items()})
+
+
+def rectangle(alpha: float = 1.0) -> Surrogate:
+  """Box surrogate: h(x) = alpha * 1[|x| < 1/(2 alpha)], width 1/alpha."""
+  return _make("rectangle", alpha=alpha)
+
+
+def triangle(gamma: float = 1.0) -> Surrogate:
+  """Triangle surrogate: h(x) = max(0, gamma - |x|) / gamma^2, support |x| < gamma."""
+  return _make("triangle", gamma=gamma)
+
+
+def sigmoid(alpha: float = 4.0) -> Surrogate:
+  """Sigmoid surrogate: h(x) = alpha * sig(alpha x) (1 - sig(alpha x))."""
+  return _make("sigmoid", alpha=alpha)
+
+
+def atan(alpha: float = 2.0) -> Surrogate:
+  """Arctangent surrogate: h(x) = (alpha/2) / (1 + (pi/2 * alpha x)^2)."""
+  return _make("atan", alpha=alpha)
+
+
+def erf(alpha: float = 2.0) -> Surrogate:
+  """Gaussian (erf) surrogate: h(x) = alpha/sqrt(pi) * exp(-alpha^2 x^2)."""
+  return _make("erf", alpha=alpha)
+
+
+def superspike(alpha: float = 10.0) -> Surrogate:
+  """SuperSpike fast sigmoid: h(x) = 1 / (alpha |x| + 1)^2."""
+  return _make("superspike", alpha=alpha)
+
+
+def piecewise_quadratic(alpha: float = 1.0) -> Surrogate:
+  """Piecewise quadratic: h(x) = max(0, alpha - alpha^2 |x|), support |x| < 1/alpha."""
+  return _make("piecewise_quadratic", alpha=alpha)
+
+
+def dspike(b: float = 2.5, r: float = 1.0) -> Surrogate:
+  """Dspike: h(x) = b (1 - tanh^2(b x)) / (2 tanh(b r)) on |x| <= r, else 0.
+
+  From "Differentiable Spike: Rethinking Gradient-Descent for Training Spiking
+  Neural Networks" (Li et al., NeurIPS 2021); b=2.5, r=1 is the setting of
+  "Surrogate Module Learning" (Deng et al., ICML 2023).
+  """
+  return _make("dspike", b=b, r=r)
+
+
+def gsg_tanh(beta: float = 1.0) -> Surrogate:
+  """Gradual surrogate: h(x) = a beta (1 - tanh^2(beta x)), a = max(1/beta, 1)."""
+  return _make("gsg_tanh", beta=beta)
+
+
+def sgs(base: Surrogate, delta: float = 0.5, v_threshold: float = 1.0) -> ScaledSurrogate:
+  """Wraps ``base`` in surrogate gradient scaling; see :class:`ScaledSurrogate`."""
+  if not isinstance(base, Surrogate):
+    raise ValueError(f"sgs wraps a plain surrogate, got {base!r}; e.g. sgs(rectangle(), delta=0.5).")
+  if not isinstance(delta, jax.core.Tracer) and float(delta) < 0:
+    raise ValueError(f"sgs needs delta >= 0, got delta={delta}.")
+  return ScaledSurrogate(base=base, delta=jnp.asarray(delta, jnp.float32),
+                         v_threshold=jnp.asarray(v_threshold, jnp.float32))
+
+
+_CONSTRUCTORS: dict[str, Callable[..., Surrogate]] = {
+    "rectangle": rectangle,
+    "triangle": triangle,
+    "sigmoid": sigmoid,
+    "atan": atan,
+    "erf": erf,
+    "superspike": superspike,
+    "piecewise_quadratic": piecewise_quadratic,
+    "dspike": dspike,
+    "gsg_tanh": gsg_tanh,
+}
+
+
+def get(name: str, **params: Any) -> AnySurrogate:
+  """Builds a surrogate from a config string, e.g. ``get("atan", alpha=2.0)``.
+
+  ``get("sgs", base="rectangle", delta=0.5, alpha=1.0)`` builds an SGS wrapper;
+  parameters other than ``base``, ``delta`` and ``v_threshold`` go to the base.
+
+  Raises:
+    ValueError: unknown name or parameter, or a non-positive width.
+  """
+  if name == "sgs":
+    params = dict(params)
+    base_name = params.pop("base", "rectangle")
+    delta = params.pop("delta", 0.5)
+    v_threshold = params.pop("v_threshold", 1.0)
+    return sgs(get(base_name, **params), delta=delta, v_threshold=v_threshold)
+  if name not in _CONSTRUCTORS:
+    raise ValueError(f"unknown surrogate {name!r}; allowed: {', '.join(NAMES)}.")
+  unknown = set(params) - set(DEFAULTS[name])
+  if unknown:
+    raise ValueError(
+        f"surrogate {name!r} takes parameters {sorted(DEFAULTS[name])}, "
+        f"not {sorted(unknown)}.")
+  return _CONSTRUCTORS[name](**params)
+
+
+def parameters(sg: AnySurrogate) -> dict[str, Array]:
+  """The surrogate's adjustable scalars (for SGS: the base's plus ``delta``)."""
+  if isinstance(sg, ScaledSurrogate):
+    return {**sg.base.params, "delta": sg.delta}
+  return dict(sg.params)
+
+
+def with_parameters(sg: AnySurrogate, params: Mapping[str, Any]) -> AnySurrogate:
+  """Inverse of :func:`parameters`: the same surrogate with some values replaced.
+
+  Raises:
+    ValueError: a parameter the surrogate does not have, or a concrete
+      non-positive width.
+  """
+  unknown = set(params) - set(parameters(sg))
+  if unknown:
+    raise ValueError(
+        f"surrogate {sg.name!r} has no parameter(s) {sorted(unknown)}; "
+        f"its parameters are {sorted(parameters(sg))}.")
+  params = dict(params)
+  if isinstance(sg, ScaledSurrogate):
+    delta = params.pop("delta", sg.delta)
+    return sg.replace(base=with_parameters(sg.base, params), delta=delta)
+  merged = {**sg.params, **params}
+  _check_positive(sg.name, merged)
+  return sg.replace(params=merged)
+
+
+def support_halfwidth(sg: AnySurrogate) -> Array:
+  """Half-width of h's support in units of x (inf for non-compact surrogates).
+
+  rectangle: 1/(2 alpha); triangle: gamma; piecewise_quadratic: 1/alpha;
+  dspike: r. Used to measure the fraction of neurons inside the support.
+  """
+  base = sg.base if isinstance(sg, ScaledSurrogate) else sg
+  p = base.params
+  halfwidths = {
+      "rectangle": lambda: 0.5 / p["alpha"],
+      "triangle": lambda: p["gamma"],
+      "piecewise_quadratic": lambda: 1 / p["alpha"],
+      "dspike": lambda: p["r"],
+  }
+  if base.name in halfwidths:
+    return jnp.asarray(halfwidths[base.name](), jnp.float32)
+  return jnp.asarray(jnp.inf, jnp.float32)
+
+
+# ---------------------------------------------------------------------------
+# The spike function.
+
+
+def heaviside(x: Array) -> Array:
+  """H(x) = 1[x >= 0] in x's dtype."""
+  return (x >= 0).astype(x.dtype)
+
+
+@jax.custom_vjp
+def _spike(x: Array, sg: Surrogate) -> Array:
+  return heaviside(x)
+
+
+def _spike_fwd(x, sg):
+  return heaviside(x), (x, sg)
+
+
+def _spike_bwd(residuals, g):
+  x, sg = residuals
+  return g * sg.derivative(x), jax.tree.map(jnp.zeros_like, sg)
+
+
+_spike.defvjp(_spike_fwd, _spike_bwd)
+
+
+@jax.custom_vjp
+def _scaled_spike(x: Array, sg: ScaledSurrogate) -> Array:
+  return heaviside(x)
+
+
+def _scaled_spike_fwd(x, sg):
+  return heaviside(x), (x, sg)
+
+
+def _scaled_spike_bwd(residuals, g):
+  x, sg = residuals
+  o = heaviside(x)
+  v = x + sg.v_threshold.astype(x.dtype)
+  scale = 1 + sg.delta.astype(x.dtype) * jnp.sign(g) * (v - o)
+  return g * sg.base.derivative(x) * scale, jax.tree.map(jnp.zeros_like, sg)
+
+
+_scaled_spike.defvjp(_scaled_spike_fwd, _scaled_spike_bwd)
+
+
+def spike(x: Array, sg: AnySurrogate) -> Array:
+  """Fires where x >= 0: forward H(x), backward ``g * h(x)`` of the surrogate.
+
+  Args:
+    x: membrane potential minus threshold, any shape, float dtype.
+    sg: a :class:`Surrogate` or :class:`ScaledSurrogate`.
+
+  Returns:
+    Spikes in {0, 1} with x's shape and dtype.
+  """
+  if isinstance(sg, ScaledSurrogate):
+    return _scaled_spike(x, sg)
+  if isinstance(sg, Surrogate):
+    return _spike(x, sg)
+  raise TypeError(f"spike needs a surrogate from snnjax.surrogates, got {type(sg).__name__}.")
