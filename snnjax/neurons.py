@@ -33,7 +33,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from snnjax import surrogates
+from snnjax import surrogates, validation
 
 Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
@@ -54,10 +54,8 @@ def _check_reset(reset: str) -> None:
 
 
 def _check_tau(tau: ArrayLike) -> None:
-  if isinstance(tau, jax.core.Tracer):
-    return
-  if not bool(jnp.all(jnp.asarray(tau) >= 1)):
-    raise ValueError(f"a LIF neuron needs tau >= 1 (time steps), got tau={tau}.")
+  validation.check_all(tau, lambda t: t >= 1,
+                       f"a LIF neuron needs tau >= 1 (time steps), got tau={tau}.")
 
 
 def _default_surrogate(surrogate: surrogates.AnySurrogate | None) -> surrogates.AnySurrogate:

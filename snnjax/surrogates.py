@@ -19,8 +19,6 @@ surrogates during training.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +26,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from snnjax import validation
 
 Array = jax.Array
 Derivative = Callable[..., Array]
@@ -176,13 +176,9 @@ COMPACT_SUPPORT: tuple[str, ...] = ("rectangle", "triangle", "piecewise_quadrati
 def _check_positive(name: str, params: Mapping[str, Any]) -> None:
   """Rejects concrete non-positive widths; traced values pass unchecked."""
   for key, value in params.items():
-    if isinstance(value, jax.core.Tracer):
-      continue
-    values = jnp.asarray(value)
-    if values.size and not bool(jnp.all(values > 0)):
-      raise ValueError(
-          f"surrogate {name!r} needs {key} > 0, got {key}={value}. "
-          f"Defaults: {DEFAULTS[name]}.")
+    validation.check_all(value, lambda p: p > 0,
+                         f"surrogate {name!r} needs {key} > 0, got {key}={value}. "
+                         f"Defaults: {DEFAULTS[name]}.")
 
 
 def _make(name: str, **params: Any) -> Surrogate:
@@ -244,8 +240,7 @@ def sgs(base: Surrogate, delta: float = 0.5, v_threshold: float = 1.0) -> Scaled
   """Wraps ``base`` in surrogate gradient scaling; see :class:`ScaledSurrogate`."""
   if not isinstance(base, Surrogate):
     raise ValueError(f"sgs wraps a plain surrogate, got {base!r}; e.g. sgs(rectangle(), delta=0.5).")
-  if not isinstance(delta, jax.core.Tracer) and float(delta) < 0:
-    raise ValueError(f"sgs needs delta >= 0, got delta={delta}.")
+  validation.check_all(delta, lambda d: d >= 0, f"sgs needs delta >= 0, got delta={delta}.")
   return ScaledSurrogate(base=base, delta=jnp.asarray(delta, jnp.float32),
                          v_threshold=jnp.asarray(v_threshold, jnp.float32))
 

@@ -1,0 +1,203 @@
+"""Surrogate spike functions: forward, backward formulas, dtypes, transforms, errors."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from snnjax import surrogates as S
+
+
+def _np_sigmoid(z):
+  return 1 / (1 + np.exp(-z))
+
+
+# Independent NumPy statements of METHODS.md section 2, with non-default parameters.
+FORMULAS = {
+    "rectangle": ({"alpha": 0.7}, lambda x, alpha: alpha * (np.abs(x) < 1 / (2 * alpha))),
+    "triangle": ({"gamma": 0.8}, lambda x, gamma: np.maximum(0, gamma - np.abs(x)) / gamma**2),
+    "sigmoid": ({"alpha": 3.0},
+                lambda x, alpha: alpha * _np_sigmoid(alpha * x) * (1 - _np_sigmoid(alpha * x))),
+    "atan": ({"alpha": 2.5}, lambda x, alpha: (alpha / 2) / (1 + (math.pi / 2 * alpha * x)**2)),
+    "erf": ({"alpha": 1.5},
+            lambda x, alpha: alpha / math.sqrt(math.pi) * np.exp(-alpha**2 * x**2)),
+    "superspike": ({"alpha": 7.0}, lambda x, alpha: 1 / (alpha * np.abs(x) + 1)**2),
+    "piecewise_quadratic": ({"alpha": 1.3},
+                            lambda x, alpha: np.maximum(0, alpha - alpha**2 * np.abs(x))),
+    "dspike": ({"b": 3.0, "r": 0.6},
+               lambda x, b, r: np.where(np.abs(x) <= r,
+                                        b * (1 - np.tanh(b * x)**2) / (2 * np.tanh(b * r)), 0)),
+    "gsg_tanh": ({"beta": 0.4},
+                 lambda x, beta: max(1 / beta, 1) * beta * (1 - np.tanh(beta * x)**2)),
+}
+
+
+@pytest.fixture
+def x64():
+  jax.config.update("jax_enable_x64", True)
+  yield
+  jax.config.update("jax_enable_x64", False)
+
+
+def _grid(dtype):
+  # A dense grid that avoids the exact edges of compact supports.
+  return jnp.asarray(np.linspace(-3.0, 3.0, 6001) + 1.234e-5, dtype)
+
+
+def _input_grad(x, sg):
+  return jax.grad(lambda x: jnp.sum(S.spike(x, sg)))(x)
+
+
+def test_every_surrogate_name_has_a_formula_test():
+  assert set(FORMULAS) == set(S.NAMES) - {"sgs"}
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_backward_equals_formula(name, x64):
+  params, formula = FORMULAS[name]
+  sg = S.get(name, **params)
+  x = _grid(jnp.float64)
+  grad = _input_grad(x, jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), sg))
+  expected = formula(np.asarray(x), **params)
+  np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_forward_is_heaviside(name):
+  sg = S.get(name)
+  x = jnp.asarray([-2.0, -1e-7, 0.0, 1e-7, 3.0])
+  np.testing.assert_array_equal(np.asarray(S.spike(x, sg)), [0, 0, 1, 1, 1])
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_dtypes_are_preserved(dtype):
+  x = jnp.linspace(-1, 1, 11).astype(dtype)
+  for name in FORMULAS:
+    sg = S.get(name)
+    assert S.spike(x, sg).dtype == dtype
+    grad = _input_grad(x, sg)
+    assert grad.dtype == dtype
+    assert bool(jnp.all(jnp.isfinite(grad.astype(jnp.float32))))
+
+
+def test_bfloat16_gradient_close_to_float32():
+  x = jnp.linspace(-1, 1, 101)
+  sg = S.atan(2.0)
+  g32 = _input_grad(x, sg)
+  g16 = _input_grad(x.astype(jnp.bfloat16), sg).astype(jnp.float32)
+  np.testing.assert_allclose(np.asarray(g16), np.asarray(g32), rtol=2e-2, atol=2e-3)
+
+
+def test_works_under_jit_vmap_grad_and_scan():
+  sg = S.sigmoid(4.0)
+  x = jnp.linspace(-1, 1, 12).reshape(3, 4)
+  row_grad = jax.grad(lambda row: jnp.sum(S.spike(row, sg)))
+  direct = jax.vmap(row_grad)(x)
+  np.testing.assert_allclose(np.asarray(direct), FORMULAS["sigmoid"][1](np.asarray(x), 4.0),
+                             rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(jax.jit(jax.vmap(row_grad))(x)), np.asarray(direct))
+
+  def scanned(x):
+    _, out = jax.lax.scan(lambda c, row: (c, S.spike(row, sg)), 0.0, x)
+    return jnp.sum(out)
+
+  np.testing.assert_allclose(np.asarray(jax.grad(scanned)(x)), np.asarray(direct), rtol=1e-6)
+
+
+def test_surrogate_parameters_receive_zero_gradient():
+  x = jnp.linspace(-1, 1, 7)
+  grads = jax.grad(lambda sg: jnp.sum(S.spike(x, sg)))(S.atan(2.0))
+  assert float(grads.params["alpha"]) == 0.0
+
+
+def test_changing_parameters_does_not_recompile():
+  traces = []
+
+  @jax.jit
+  def grad_fn(x, sg):
+    traces.append(1)
+    return jax.grad(lambda x: jnp.sum(S.spike(x, sg)))(x)
+
+  x = jnp.linspace(-1, 1, 9)
+  results = [grad_fn(x, S.atan(alpha)) for alpha in (1.0, 2.0, 4.0)]
+  results += [grad_fn(x, S.sgs(S.rectangle(a), delta=d)) for a, d in ((1.0, 0.1), (2.0, 0.5))]
+  assert len(traces) == 2  # one trace per surrogate kind, none per value
+  assert not np.allclose(np.asarray(results[0]), np.asarray(results[1]))
+  assert not np.allclose(np.asarray(results[3]), np.asarray(results[4]))
+
+
+def test_get_builds_sgs_and_rejects_bad_input():
+  sg = S.get("sgs", base="triangle", delta=0.2, gamma=0.5)
+  assert isinstance(sg, S.ScaledSurrogate)
+  assert sg.base.name == "triangle" and float(sg.base.params["gamma"]) == 0.5
+  with pytest.raises(ValueError, match="unknown surrogate 'atann'.*atan"):
+    S.get("atann")
+  with pytest.raises(ValueError, match="alpha > 0.*alpha=0"):
+    S.get("rectangle", alpha=0.0)
+  with pytest.raises(ValueError, match="gamma > 0"):
+    S.triangle(gamma=-1.0)
+  with pytest.raises(ValueError, match=r"takes parameters \['alpha'\]"):
+    S.get("atan", beta=2.0)
+  with pytest.raises(ValueError, match="delta >= 0"):
+    S.sgs(S.rectangle(), delta=-0.1)
+  with pytest.raises(ValueError, match="no parameter"):
+    S.with_parameters(S.atan(), {"gamma": 1.0})
+  with pytest.raises(ValueError, match="alpha > 0"):
+    S.with_parameters(S.atan(), {"alpha": -1.0})
+
+
+def test_parameters_round_trip():
+  sg = S.sgs(S.dspike(), delta=0.3)
+  params = S.parameters(sg)
+  assert set(params) == {"b", "r", "delta"}
+  new = S.with_parameters(sg, {"b": 1.5, "delta": 0.1})
+  assert float(new.base.params["b"]) == 1.5 and float(new.delta) == pytest.approx(0.1)
+  assert float(new.base.params["r"]) == 1.0
+
+
+def test_support_halfwidth():
+  assert float(S.support_halfwidth(S.rectangle(2.0))) == pytest.approx(0.25)
+  assert float(S.support_halfwidth(S.triangle(0.5))) == pytest.approx(0.5)
+  assert float(S.support_halfwidth(S.piecewise_quadratic(2.0))) == pytest.approx(0.5)
+  assert float(S.support_halfwidth(S.sgs(S.dspike(r=0.7)))) == pytest.approx(0.7)
+  assert np.isinf(float(S.support_halfwidth(S.atan())))
+
+
+# --- Surrogate gradient scaling: the six (o, v, sign g) cases of METHODS section 6.
+
+SGS_CASES = [
+    # (x = v - v_th, g): v = x + 1.
+    (-1.3, +1.0),  # o=0, v < 0 (v below o), g > 0
+    (-1.3, -1.0),  # o=0, v < 0, g < 0
+    (-0.4, +1.0),  # o=0, 0 < v < v_th (v above o), g > 0
+    (-0.4, -1.0),  # o=0, 0 < v < v_th, g < 0
+    (0.3, +1.0),   # o=1, v > 1 (v above o), g > 0
+    (0.3, -1.0),   # o=1, v > 1, g < 0
+]
+
+
+@pytest.mark.parametrize("x, g", SGS_CASES)
+def test_sgs_scales_in_the_stated_direction(x, g):
+  base = S.triangle(gamma=2.0)
+  scaled = S.sgs(base, delta=0.5)
+  x = jnp.asarray(x)
+  base_grad = jax.grad(lambda x: g * S.spike(x, base))(x)
+  sgs_grad = jax.grad(lambda x: g * S.spike(x, scaled))(x)
+  v, o = float(x) + 1.0, float(x >= 0)
+  expected = float(base_grad) * (1 + 0.5 * np.sign(g) * (v - o))
+  assert float(sgs_grad) == pytest.approx(expected, rel=1e-6)
+  # Amplified iff sign(g) (v - o) > 0: descent (-g) then moves v away from o's side.
+  ratio = float(sgs_grad) / float(base_grad)
+  assert (ratio > 1) == (np.sign(g) * (v - o) > 0)
+
+
+def test_sgs_with_zero_delta_is_the_base_exactly():
+  x = jnp.linspace(-2, 2, 41)
+  w = jnp.cos(jnp.arange(41.0))
+  for name in FORMULAS:
+    base = S.get(name)
+    g_base = jax.grad(lambda x: jnp.sum(w * S.spike(x, base)))(x)
+    g_sgs = jax.grad(lambda x: jnp.sum(w * S.spike(x, S.sgs(base, delta=0.0))))(x)
+    np.testing.assert_array_equal(np.asarray(g_sgs), np.asarray(g_base))
