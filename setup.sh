@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up this checkout on a fresh Debian machine:
+#   bash setup.sh        Debian's Fashion-MNIST + .venv with snnjax (enough to train)
+#   bash setup.sh dev    the same, plus test tools and the peer frameworks the tests
+#                        compare against (PyTorch CPU, SpikingJelly)
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq dataset-fashion-mnist
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
+if [ "${1:-}" = dev ]; then
+  pip install -e ".[dev]"
+  pip install torch==2.13.0
+  pip install --no-deps spikingjelly loguru tqdm scipy
+else
+  pip install -e .
+fi

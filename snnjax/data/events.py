@@ -1,0 +1,192 @@
+"""Event-camera data (CIFAR10-DVS, DVS128 Gesture): a folder source and frame integration.
+
+An event stream is four equally long 1-D arrays: t (timestamps, any monotone
+unit), x (column, 0..W-1), y (row, 0..H-1), p (polarity; p > 0 is ON, else OFF).
+:func:`integrate_events` counts events into T frames float32 [T, H, W, 2]:
+axis 0 is time, the last axis is polarity (channel 0 = OFF, channel 1 = ON).
+The pipeline batches these batch-major as [B, T, H, W, 2]; the model wants
+time-major [T, B, H, W, 2], so the train step transposes (``x.swapaxes(0, 1)``).
+
+Folder layout (SpikingJelly's ``events_np``): one ``.npz`` per sample holding
+arrays t, x, y, p, in a subfolder named after its class:
+
+    folder/[events_np/][split/]<class name>/<sample>.npz
+
+Labels are the class subfolders' indices in sorted name order. With split
+subfolders (DVS128 Gesture: train/, test/) the split picks one; without them
+(CIFAR10-DVS) every class is split by :func:`split_files`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from snnjax.data import augment
+
+SPLIT_BY = ("number", "time")
+
+
+def frame_indices(t: np.ndarray, num_frames: int, split_by: str = "number") -> np.ndarray:
+  """Frame index in [0, T) of every event, T = ``num_frames``; events in time order.
+
+  split_by="number" (SpikingJelly's ``integrate_events_by_fixed_frames_number``
+  with split_by='number'): with N events and d = N // T, frame k holds events
+  [k d, (k + 1) d) for k < T - 1 and the last frame holds [(T - 1) d, N), i.e.
+  also the N mod T leftovers. If N < T all events land in the last frame.
+
+  split_by="time": equal time windows over [t_0, t_{N-1}]: frame
+  k = min(floor(T (t - t_0) / (t_{N-1} - t_0)), T - 1); all events in frame 0
+  when the stream has a single timestamp.
+  """
+  n = t.shape[0]
+  if split_by == "number":
+    d = n // num_frames
+    if d == 0:
+      return np.full(n, num_frames - 1, np.int64)
+    return np.minimum(np.arange(n) // d, num_frames - 1)
+  if split_by == "time":
+    if n == 0:
+      return np.zeros(0, np.int64)
+    t0, span = t[0], float(t[-1] - t[0])
+    if span <= 0:
+      return np.zeros(n, np.int64)
+    k = np.floor((t - t0).astype(np.float64) * (num_frames / span)).astype(np.int64)
+    return np.clip(k, 0, num_frames - 1)
+  raise ValueError(f"split_by={split_by!r} unknown; allowed: {SPLIT_BY}.")
+
+
+def integrate_events(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, *,
+                     num_frames: int, height: int, width: int,
+                     split_by: str = "number") -> np.ndarray:
+  """Counts an event stream into frames.
+
+  frames[k, y, x, c] = #{events i in frame k (see :func:`frame_indices`) at (y_i, x_i)
+  with polarity channel c = 1[p_i > 0]}. Events are sorted by t first (stable)
+  if they are not in time order. Every event is counted exactly once, so
+  frames.sum() == N.
+
+  Returns:
+    float32 [num_frames, height, width, 2].
+  """
+  t, x, y, p = (np.asarray(a).reshape(-1) for a in (t, x, y, p))
+  if not t.shape == x.shape == y.shape == p.shape:
+    raise ValueError(f"event arrays differ in length: t {t.shape}, x {x.shape}, y {y.shape}, "
+                     f"p {p.shape}.")
+  if num_frames <= 0:
+    raise ValueError(f"num_frames must be positive, got {num_frames}.")
+  if t.size and (x.min() < 0 or x.max() >= width or y.min() < 0 or y.max() >= height):
+    raise ValueError(f"events outside the {height}x{width} sensor: x in [{x.min()}, {x.max()}], "
+                     f"y in [{y.min()}, {y.max()}]; set the sensor size (H, W) to match the data.")
+  if t.size > 1 and np.any(np.diff(t) < 0):
+    order = np.argsort(t, kind="stable")
+    t, x, y, p = t[order], x[order], y[order], p[order]
+  k = frame_indices(t, num_frames, split_by)
+  flat = ((k * height + y.astype(np.int64)) * width + x.astype(np.int64)) * 2 + (p > 0)
+  counts = np.bincount(flat, minlength=num_frames * height * width * 2)
+  return counts.reshape(num_frames, height, width, 2).astype(np.float32)
+
+
+def downsample_frames(frames: np.ndarray, factor: int) -> np.ndarray:
+  """Sum pooling of [..., H, W, C] over factor x factor windows (counts conserved).
+
+  H and W must be divisible by ``factor``.
+  """
+  if factor == 1:
+    return frames
+  h, w, c = frames.shape[-3:]
+  if h % factor or w % factor:
+    raise ValueError(f"frame size {h}x{w} is not divisible by the downsampling factor {factor}.")
+  pooled = frames.reshape(*frames.shape[:-3], h // factor, factor, w // factor, factor, c)
+  return pooled.sum(axis=(-4, -2))
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Frames [..., H, W, C] -> [..., h, w, C], conserving the event count approximately.
+
+  Exact sum pooling when H/h = W/w is an integer; otherwise the antialiased
+  bilinear :func:`augment.resize` scaled by (H W) / (h w), so that a frame's sum
+  is kept up to border effects.
+  """
+  h, w = frames.shape[-3:-1]
+  if (h, w) == tuple(size):
+    return frames
+  if h % size[0] == 0 and w % size[1] == 0 and h // size[0] == w // size[1]:
+    return downsample_frames(frames, h // size[0])
+  scale = np.float32(h * w / (size[0] * size[1]))
+  return augment.resize(frames.astype(np.float32), size) * scale
+
+
+def split_files(files: Sequence[str], split: str, train_fraction: float) -> list[str]:
+  """Deterministic per-class split: the first round(n * train_fraction) files (sorted) are "train".
+
+  Any other split name gets the rest ("test"). SpikingJelly's CIFAR10-DVS
+  experiments use train_fraction = 0.9.
+  """
+  files = sorted(files)
+  cut = int(round(len(files) * train_fraction))
+  return files[:cut] if split == "train" else files[cut:]
+
+
+class EventFolderSource:
+  """Random-access source over a folder of per-sample event ``.npz`` files.
+
+  ``source[i]`` is ``{"t", "x", "y", "p": 1-D arrays, "label": int}``; see the
+  module docstring for the layout.
+
+  Args:
+    folder: dataset root (holding ``events_np/`` or the class / split folders).
+    split: a split subfolder name if there are split subfolders; else "train"
+      or "test" for the per-class split of :func:`split_files`.
+    train_fraction: the train share of every class when there are no split
+      subfolders.
+  """
+
+  def __init__(self, folder: str, split: str, train_fraction: float = 0.9):
+    root = os.path.join(folder, "events_np")
+    if not os.path.isdir(root):
+      root = folder
+    if not os.path.isdir(root):
+      raise FileNotFoundError(f"event data folder {folder!r} does not exist; set "
+                              f"`config.data.folder` to the folder holding the class folders "
+                              f"of .npz files (SpikingJelly's events_np layout).")
+    subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    has_splits = split in subdirs or {"train", "test"} <= set(subdirs)
+    if has_splits:
+      if split not in subdirs:
+        raise ValueError(f"split {split!r} not found in {root!r}; it has {subdirs}.")
+      root = os.path.join(root, split)
+      subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    elif split not in ("train", "test"):
+      raise ValueError(f"split {split!r} unknown for {root!r} (no split subfolders); "
+                       f"allowed: 'train', 'test'.")
+    if not subdirs:
+      raise FileNotFoundError(f"no class subfolders in {root!r}.")
+    self.class_names = tuple(subdirs)
+    self.files: list[str] = []
+    self.labels: list[int] = []
+    for label, name in enumerate(subdirs):
+      files = [os.path.join(root, name, f) for f in os.listdir(os.path.join(root, name))
+               if f.endswith(".npz")]
+      if not has_splits:
+        files = split_files(files, split, train_fraction)
+      files = sorted(files)
+      self.files += files
+      self.labels += [label] * len(files)
+    if not self.files:
+      raise FileNotFoundError(f"no .npz event files for split {split!r} under {root!r}.")
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def __getitem__(self, index: int) -> dict:
+    path = self.files[index]
+    with np.load(path) as data:
+      missing = {"t", "x", "y", "p"} - set(data.files)
+      if missing:
+        raise ValueError(f"{path}: missing event arrays {sorted(missing)}; it has {data.files}.")
+      example = {k: data[k] for k in ("t", "x", "y", "p")}
+    example["label"] = self.labels[index]
+    return example

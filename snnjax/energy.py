@@ -1,0 +1,298 @@
+"""Firing rates, synaptic operations and the energy estimate of an SNN.
+
+The estimate used by the surrogate-gradient papers snnjax implements (45 nm
+CMOS figures, E_MAC = 3.2 pJ per multiply-accumulate, E_AC = 0.1 pJ per
+accumulate), per image and one whole inference of T time steps:
+
+    E_ANN = sum_l FLOPs_l * E_MAC
+    E_SNN = FLOPs_1 * E_MAC + sum_{l>=2} FLOPs_l * r_{l-1} * T * E_AC
+
+FLOPs_l counts one image's multiply-accumulates of layer l in one time step and
+r_{l-1} is the measured firing rate of layer l's input (spikes per neuron per
+time step).
+
+It works for any Flax model without model-specific code: :func:`record_layers`
+runs ``model.apply`` under ``flax.linen.intercept_methods`` and records every
+``nn.Conv`` and ``nn.Dense`` call (its path, input statistics, kernel and output
+shapes). snnjax's choice, which generalises the formula's "first layer" to
+every layer by what its input is:
+
+- spiking input (every input value is 0 or 1): ACs = FLOPs_l * r * T_l, with r
+  the mean of the input and T_l the number of time steps the layer ran for;
+- analog input (anything else, e.g. the image, an average-pooled rate, an
+  ISNM current): MACs = FLOPs_l if the input is the same at every time step
+  (direct encoding: computed once, as the formula counts FLOPs_1), else
+  FLOPs_l * T_l (one multiply-accumulate pass per distinct time step).
+
+Energies are in pJ per image (a whole T-step inference); :func:`format_report`
+converts units. Estimate at evaluation (``train=False``), when Surrogate Module
+Learning heads, which are dropped at inference, are not run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from snnjax import layers
+
+Array = jax.Array
+
+E_MAC_PJ = 3.2
+E_AC_PJ = 0.1
+
+_UNITS = {"pJ": 1.0, "nJ": 1e3, "uJ": 1e6, "mJ": 1e9}
+
+
+def firing_rates(collection: Mapping[str, Any]) -> dict[str, Array]:
+  """{layer path: mean firing rate} from the ``"intermediates"`` collection.
+
+  Reads the ``"firing_rate"`` values sown by the neuron modules of
+  :mod:`snnjax.layers` (spikes per neuron per time step). A module called
+  several times reports the mean over its calls. Paths join module names with
+  "/", e.g. ``"layer1/block0/LIF_0"``.
+
+  Args:
+    collection: the variables returned by ``model.apply(..., mutable=["intermediates"])``
+      (a mapping with an ``"intermediates"`` key) or that collection itself.
+
+  Returns:
+    float32 scalars keyed by path, in sorted order; jit-friendly.
+  """
+  collection = collection.get(layers.ACTIVITY_COLLECTION, collection)
+  flat = traverse_util.flatten_dict(collection)
+  rates = {}
+  for path, value in sorted(flat.items()):
+    if path[-1] != layers.FIRING_RATE:
+      continue
+    calls = value if isinstance(value, (tuple, list)) else (value,)
+    rates["/".join(path[:-1])] = jnp.mean(jnp.stack([jnp.mean(jnp.asarray(c, jnp.float32))
+                                                     for c in calls]))
+  return rates
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCall:
+  """One recorded call of an ``nn.Conv`` or ``nn.Dense``.
+
+  Attributes:
+    name: the module's path, names joined by "/".
+    kind: "conv" or "dense".
+    input_shape, kernel_shape, output_shape: array shapes of the call.
+    time_steps: T_l, the time steps the call covered: T for a time-major
+      input [T, B, ...] or [T*B, ...], 1 for a per-image input [B, ...].
+    flops: FLOPs_l, multiply-accumulates for one image and one time step:
+      output elements per image per step * kernel elements per output feature
+      (kh*kw*C_in/groups for a conv, C_in for a dense layer).
+    spiking: every input value is 0 or 1.
+    time_invariant: the input is identical at every time step.
+    input_rate: mean of the input; for a spiking input, spikes per neuron per step.
+  """
+
+  name: str
+  kind: str
+  input_shape: tuple[int, ...]
+  kernel_shape: tuple[int, ...]
+  output_shape: tuple[int, ...]
+  time_steps: int
+  flops: int
+  spiking: bool
+  time_invariant: bool
+  input_rate: float
+
+
+def _time_steps(name: str, shape: tuple[int, ...], T: int, batch_size: int) -> int:
+  """T_l from the input layout; [T, B, ...] wins when B == T makes [B, B, ...] ambiguous."""
+  if T > 1 and shape and shape[0] == T * batch_size:
+    return T
+  if T > 1 and len(shape) >= 2 and shape[:2] == (T, batch_size):
+    return T
+  if shape and shape[0] == batch_size:
+    return 1
+  raise ValueError(
+      f"layer {name!r} got input of shape {shape}, which is neither time-major "
+      f"[T={T}, B={batch_size}, ...] / [T*B={T * batch_size}, ...] nor per-image "
+      f"[B={batch_size}, ...]; pass the right T and batch_size.")
+
+
+def record_layers(model: nn.Module, variables: Mapping[str, Any], inputs: Any, *, T: int,
+                  batch_size: int | None = None, method: Any = None,
+                  **apply_kwargs: Any) -> list[LayerCall]:
+  """Records every ``nn.Conv`` / ``nn.Dense`` call of one jitted ``model.apply``, in call order.
+
+  Runs ``model.apply(variables, inputs, method=method, **apply_kwargs)`` once
+  under ``flax.linen.intercept_methods``; input statistics reach the host by
+  ``jax.debug.callback``, so layers under ``nn.remat`` are recorded too.
+
+  Args:
+    model: any Flax linen module.
+    variables: its variables.
+    inputs: the model's input (one batch).
+    T: the number of time steps the model simulates.
+    batch_size: B, images in the batch; defaults to the leading axis of the
+      first input leaf (pass it for time-major inputs [T, B, ...]).
+    method: forwarded to ``model.apply``.
+    **apply_kwargs: forwarded to ``model.apply`` (e.g. ``train=False``).
+
+  Raises:
+    ValueError: T < 1, or a layer input whose layout fits neither [T, B, ...],
+      [T*B, ...] nor [B, ...].
+  """
+  if T < 1:
+    raise ValueError(f"the number of time steps T must be >= 1, got T={T}.")
+  if batch_size is None:
+    batch_size = int(jax.tree.leaves(inputs)[0].shape[0])
+  metadata: list[dict[str, Any]] = []
+  stats: dict[int, list[tuple[Any, ...]]] = {}
+
+  def store(index, *values):
+    stats.setdefault(int(index), []).append(values)
+
+  def interceptor(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    module = context.module
+    if context.method_name != "__call__" or not isinstance(module, (nn.Conv, nn.Dense)):
+      return out
+    x = jnp.asarray(args[0] if args else next(iter(kwargs.values())))
+    name = "/".join(module.scope.path) or type(module).__name__
+    kernel_shape = tuple(jnp.shape(nn.meta.unbox(module.get_variable("params", "kernel"))))
+    steps = _time_steps(name, tuple(x.shape), T, batch_size)
+    per_step_outputs = math.prod(out.shape) // (batch_size * steps)
+    steps_first = x.reshape(steps, -1)
+    # A host callback rather than an output, so that layers under nn.remat work too.
+    jax.debug.callback(store, len(metadata), jnp.all((x == 0) | (x == 1)),
+                       jnp.all(steps_first == steps_first[:1]), jnp.mean(x.astype(jnp.float32)))
+    metadata.append({
+        "name": name, "kind": "conv" if isinstance(module, nn.Conv) else "dense",
+        "input_shape": tuple(x.shape), "kernel_shape": kernel_shape,
+        "output_shape": tuple(out.shape), "time_steps": steps,
+        "flops": per_step_outputs * math.prod(kernel_shape[:-1]),
+    })
+    return out
+
+  def run(variables, inputs):
+    with nn.intercept_methods(interceptor):
+      model.apply(variables, inputs, method=method, **apply_kwargs)
+
+  jax.jit(run)(variables, inputs)
+  jax.effects_barrier()
+  calls = []
+  for index, m in enumerate(metadata):
+    values = stats.get(index, [])
+    if len(values) != 1:
+      raise ValueError(
+          f"layer {m['name']!r} reported {len(values)} executions for one traced call "
+          "(a layer inside nn.scan or a loop?); record_layers needs one execution per call.")
+    spiking, invariant, rate = values[0]
+    calls.append(LayerCall(**m, spiking=bool(spiking), time_invariant=bool(invariant),
+                           input_rate=float(rate)))
+  return calls
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerEnergy:
+  """A layer's operations and energy per image over one T-step inference.
+
+  Attributes:
+    call: what :func:`record_layers` recorded.
+    macs: multiply-accumulates charged (analog input), 0 for a spiking input.
+    acs: accumulates charged, FLOPs_l * r * T_l (spiking input), else 0.
+    energy_pj: macs * E_MAC + acs * E_AC, in pJ.
+    ann_energy_pj: FLOPs_l * E_MAC, in pJ: the same layer in an ANN.
+  """
+
+  call: LayerCall
+  macs: float
+  acs: float
+  energy_pj: float
+  ann_energy_pj: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyReport:
+  """Per-layer energies and totals (pJ per image, one T-step inference)."""
+
+  layers: tuple[LayerEnergy, ...]
+  e_mac_pj: float = E_MAC_PJ
+  e_ac_pj: float = E_AC_PJ
+
+  @property
+  def snn_energy_pj(self) -> float:
+    """E_SNN."""
+    return sum(layer.energy_pj for layer in self.layers)
+
+  @property
+  def ann_energy_pj(self) -> float:
+    """E_ANN."""
+    return sum(layer.ann_energy_pj for layer in self.layers)
+
+  @property
+  def ratio(self) -> float:
+    """E_ANN / E_SNN: how many times less energy the SNN needs (inf if E_SNN = 0)."""
+    snn = self.snn_energy_pj
+    return self.ann_energy_pj / snn if snn > 0 else math.inf
+
+
+def layer_energy(call: LayerCall, e_mac_pj: float = E_MAC_PJ,
+                 e_ac_pj: float = E_AC_PJ) -> LayerEnergy:
+  """Charges one layer call by the spiking / analog rule of the module docstring."""
+  if call.spiking:
+    macs, acs = 0.0, float(call.flops) * call.input_rate * call.time_steps
+  else:
+    macs, acs = float(call.flops) * (1 if call.time_invariant else call.time_steps), 0.0
+  return LayerEnergy(call=call, macs=macs, acs=acs, energy_pj=macs * e_mac_pj + acs * e_ac_pj,
+                     ann_energy_pj=call.flops * e_mac_pj)
+
+
+def estimate(calls: Sequence[LayerCall], e_mac_pj: float = E_MAC_PJ,
+             e_ac_pj: float = E_AC_PJ) -> EnergyReport:
+  """An :class:`EnergyReport` from recorded layer calls."""
+  return EnergyReport(layers=tuple(layer_energy(c, e_mac_pj, e_ac_pj) for c in calls),
+                      e_mac_pj=e_mac_pj, e_ac_pj=e_ac_pj)
+
+
+def energy_report(model: nn.Module, variables: Mapping[str, Any], inputs: Any, *, T: int,
+                  batch_size: int | None = None, method: Any = None, e_mac_pj: float = E_MAC_PJ,
+                  e_ac_pj: float = E_AC_PJ, **apply_kwargs: Any) -> EnergyReport:
+  """Records ``model`` on one batch and estimates its energy per image.
+
+  The arguments are those of :func:`record_layers` and :func:`estimate`, e.g.
+  ``energy_report(model, variables, images, T=4, train=False)``.
+  """
+  calls = record_layers(model, variables, inputs, T=T, batch_size=batch_size, method=method,
+                        **apply_kwargs)
+  return estimate(calls, e_mac_pj, e_ac_pj)
+
+
+def format_report(report: EnergyReport, unit: str = "mJ") -> str:
+  """The report as a Markdown table, energies in ``unit`` (pJ, nJ, uJ or mJ) per image."""
+  if unit not in _UNITS:
+    raise ValueError(f"unknown energy unit {unit!r}; allowed: {', '.join(_UNITS)}.")
+  scale = _UNITS[unit]
+  rows = [
+      f"| layer | kind | input | rate | FLOPs/step | MACs | ACs | E_SNN ({unit}) | E_ANN ({unit}) |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|",
+  ]
+  for layer in report.layers:
+    c = layer.call
+    rows.append(
+        f"| {c.name} | {c.kind} | {'spikes' if c.spiking else 'analog'} | {c.input_rate:.4f} "
+        f"| {c.flops:,} | {layer.macs:,.0f} | {layer.acs:,.0f} "
+        f"| {layer.energy_pj / scale:.4g} | {layer.ann_energy_pj / scale:.4g} |")
+  rows.append(
+      f"| total | | | | {sum(l.call.flops for l in report.layers):,} "
+      f"| {sum(l.macs for l in report.layers):,.0f} | {sum(l.acs for l in report.layers):,.0f} "
+      f"| {report.snn_energy_pj / scale:.4g} | {report.ann_energy_pj / scale:.4g} |")
+  rows.append("")
+  rows.append(f"E_SNN = {report.snn_energy_pj / scale:.4g} {unit}, "
+              f"E_ANN = {report.ann_energy_pj / scale:.4g} {unit}, "
+              f"E_ANN / E_SNN = {report.ratio:.3g} "
+              f"(E_MAC = {report.e_mac_pj} pJ, E_AC = {report.e_ac_pj} pJ, per image).")
+  return "\n".join(rows)

@@ -1,0 +1,210 @@
+"""Pieces every model of the zoo shares: output type, layer factory, base module.
+
+Tensors inside a model are time-major NHWC, [T, B, H, W, C]. Flax's Conv,
+BatchNorm, Dense and pooling treat the leading [T, B] axes as batch axes, which
+is the merged [T*B, ...] view: BatchNorm statistics are shared over time by
+default (what the reference code of Surrogate Module Learning does).
+
+Readout (every model): the last layer is a Dense layer applied at every time
+step; its output current is ``logits_seq`` [T, B, classes] and ``logits`` is its
+mean over T (Direct encoding + rate readout; no extra decoder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from snnjax import layers
+
+Array = jax.Array
+
+#: Convolutions: Kaiming-normal, fan_out mode (PyTorch's kaiming_normal_(mode="fan_out")):
+#: w ~ N(0, 2 / (k_h k_w C_out)), untruncated.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+HEAD_PREFIX = "sml_head_"
+
+
+@struct.dataclass
+class ModelOutput:
+  """What every model returns.
+
+  Attributes:
+    logits: [B, classes] float32, mean over T of ``logits_seq``.
+    logits_seq: [T, B, classes] float32, per-step output current (for TET).
+    aux_logits: one [B, classes] float32 per SML head, in increasing block
+      order, when called with train=True; () with train=False.
+  """
+
+  logits: Array
+  logits_seq: Array
+  aux_logits: tuple[Array, ...] = ()
+
+
+def adaptive_avg_pool(x: Array, size: int | tuple[int, int]) -> Array:
+  """Average pooling of [..., H, W, C] to [..., h, w, C], any H, W (PyTorch's AdaptiveAvgPool2d).
+
+  Output bin i along an axis of length n covers input rows
+  [floor(i n / out), ceil((i + 1) n / out)): bins tile the axis when out
+  divides n, overlap by one row when it does not, and repeat rows when out > n.
+  A rectangle mean is the mean over rows of the mean over columns, so H and W
+  are pooled one after the other.
+  """
+  out_h, out_w = (size, size) if isinstance(size, int) else size
+  return _adaptive_mean_1d(_adaptive_mean_1d(x, -3, out_h), -2, out_w)
+
+
+def _adaptive_mean_1d(x: Array, axis: int, out: int) -> Array:
+  n = x.shape[axis]
+  bins = [jax.lax.slice_in_dim(x, (i * n) // out, -(-((i + 1) * n) // out), axis=axis)
+          for i in range(out)]
+  return jnp.concatenate([jnp.mean(b, axis=axis, keepdims=True) for b in bins], axis=axis)
+
+
+def scale_width(channels: int, width: float) -> int:
+  """Channels after the width multiplier: max(1, round(channels * width))."""
+  return max(1, int(round(channels * width)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Ops:
+  """How a model builds its layers: neuron, surrogate, compute dtype, BatchNorm.
+
+  Parameters are float32 whatever ``dtype`` (the compute / activation dtype) is.
+
+  Attributes:
+    neuron: "lif", "if" or "plif" (see :data:`snnjax.layers.NEURONS`).
+    neuron_kwargs: (name, value) pairs for the neuron module (tau, reset, ...).
+    surrogate: anything :func:`snnjax.layers.as_surrogate` accepts.
+    spiking: False swaps every neuron for ReLU (the ANN twin of the network).
+    dtype: activation dtype, e.g. jnp.bfloat16.
+    bn_momentum: Flax convention, running = momentum * running + (1 - momentum) * batch
+      (PyTorch's momentum=0.1 is 0.9 here).
+    bn_per_step: False: one set of statistics and affine parameters per channel,
+      shared over time (merged T*B axis). True: one per (time step, channel), as in
+      "Revisiting Batch Normalization for Training Low-latency Deep Spiking Neural
+      Networks from Scratch" (BNTT); parameters then depend on T.
+  """
+
+  neuron: str = "lif"
+  neuron_kwargs: tuple[tuple[str, Any], ...] = ()
+  surrogate: Any = "atan"
+  spiking: bool = True
+  dtype: Any = jnp.float32
+  bn_momentum: float = 0.9
+  bn_per_step: bool = False
+
+  def act(self, name: str) -> Callable[[Array], Array]:
+    """The activation of a layer: a neuron module scanning over T, or ReLU."""
+    if not self.spiking:
+      return nn.relu
+    cls = layers.NEURONS[self.neuron]
+    return cls(surrogate=self.surrogate, name=name, **dict(self.neuron_kwargs))
+
+  def conv(self, features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:
+    """Bias-free k x k conv, symmetric padding k // 2 (PyTorch sizes: out = floor((n - 1) / s) + 1 for odd k)."""
+    pad = kernel // 2
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                   padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=conv_init,
+                   dtype=self.dtype, name=name)
+
+  def bn(self, train: bool, name: str | None = None, time_axis: bool = True) -> nn.BatchNorm:
+    """BatchNorm, scale 1 bias 0 at init, eps 1e-5; batch statistics when train.
+
+    ``time_axis``: the input carries a leading T axis (per-step BN applies to it).
+    """
+    axis = (0, -1) if (self.bn_per_step and time_axis) else -1
+    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
+                        axis=axis, dtype=self.dtype, name=name)
+
+  def dense(self, features: int, name: str | None = None, use_bias: bool = True) -> nn.Dense:
+    """Dense layer (Flax's default LeCun-normal init) computing in ``dtype``."""
+    return nn.Dense(features, use_bias=use_bias, dtype=self.dtype, name=name)
+
+  def validate(self) -> None:
+    """Raises ValueError for an unknown neuron kind, neuron argument or surrogate."""
+    layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))
+    layers.as_surrogate(self.surrogate)
+
+
+def check_head_indices(sml_heads: Any, num_blocks: int, model: str) -> None:
+  """Raises ValueError unless sml_heads is a sequence of distinct ints in 1..num_blocks."""
+  try:
+    indices = [int(i) for i in sml_heads]
+  except TypeError:
+    raise ValueError(f"sml_heads must be a sequence of block indices, got {sml_heads!r}.") from None
+  bad = [i for i in indices if not 1 <= i <= num_blocks]
+  if bad:
+    raise ValueError(
+        f"SML head index(es) {bad} out of range for {model}: it has {num_blocks} blocks, "
+        f"valid indices are 1..{num_blocks} (a head at i follows block i, counted from 1).")
+  if len(set(indices)) != len(indices):
+    raise ValueError(f"sml_heads {tuple(sml_heads)} has repeated indices.")
+
+
+class SpikingNet(nn.Module):
+  """Fields and helpers shared by every model of the zoo (a base class, not a model).
+
+  Attributes:
+    num_classes: output classes.
+    T: time steps; static images [B, H, W, C] are repeated T times, frames
+      [T, B, H, W, C] must have T steps.
+    sml_heads: 1-based indices of the blocks after which an SML head is attached
+      (see :mod:`snnjax.models.surrogate_module`); () for none.
+    head_channels: k, the channel width of the SML heads.
+    neuron, neuron_kwargs, surrogate, spiking, dtype, bn_momentum, bn_per_step:
+      see :class:`Ops`.
+    width: width multiplier for every SNN layer (not the heads).
+  """
+
+  num_classes: int = 10
+  T: int = 4
+  sml_heads: tuple[int, ...] = ()
+  head_channels: int = 256
+  neuron: str = "lif"
+  neuron_kwargs: Mapping[str, Any] | None = None
+  surrogate: Any = "atan"
+  spiking: bool = True
+  width: float = 1.0
+  dtype: Any = jnp.float32
+  bn_momentum: float = 0.9
+  bn_per_step: bool = False
+
+  def __post_init__(self):
+    if self.T < 1:
+      raise ValueError(f"T must be >= 1 time step, got T={self.T}.")
+    if not self.width > 0:
+      raise ValueError(f"width multiplier must be > 0, got width={self.width}.")
+    check_head_indices(self.sml_heads, self.num_blocks, type(self).__name__)
+    super().__post_init__()
+
+  @property
+  def num_blocks(self) -> int:
+    """Number of blocks SML heads can follow (indices 1..num_blocks)."""
+    raise NotImplementedError
+
+  @property
+  def ops(self) -> Ops:
+    return Ops(neuron=self.neuron, neuron_kwargs=tuple(sorted((self.neuron_kwargs or {}).items())),
+               surrogate=self.surrogate, spiking=self.spiking, dtype=self.dtype,
+               bn_momentum=self.bn_momentum, bn_per_step=self.bn_per_step)
+
+  def ch(self, channels: int) -> int:
+    return scale_width(channels, self.width)
+
+  def encode(self, x: Array) -> Array:
+    """Input [B, H, W, C] (repeated over T) or [T, B, H, W, C] -> [T, B, H, W, C] in ``dtype``."""
+    return layers.time_major_input(jnp.asarray(x), self.T).astype(self.dtype)
+
+  def output(self, logits_seq: Array, aux: list[Array | None], train: bool) -> ModelOutput:
+    logits_seq = logits_seq.astype(jnp.float32)
+    aux_logits = tuple(a for a in aux if a is not None) if train else ()
+    return ModelOutput(logits=layers.time_mean(logits_seq), logits_seq=logits_seq,
+                       aux_logits=aux_logits)

@@ -1,0 +1,138 @@
+"""Neuron modules, the surrogate state collection, and time-axis helpers."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from snnjax import layers as L
+from snnjax import neurons as N
+from snnjax import surrogates as S
+
+
+class TinyNet(nn.Module):
+  """Conv -> BN -> LIF -> Dense over T=3; the kind of stack the model zoo builds."""
+
+  neuron: str = "lif"
+  surrogate: L.SurrogateSpec = "atan"
+
+  @nn.compact
+  def __call__(self, images, train=True):
+    x = L.time_major_input(images, T=3)
+    x = nn.Conv(4, (3, 3))(x)
+    x = nn.BatchNorm(use_running_average=not train)(x)
+    x = L.neuron(self.neuron, surrogate=self.surrogate)(x)
+    x = x.reshape(*x.shape[:2], -1)
+    return L.time_mean(nn.Dense(2)(x))
+
+
+def _images():
+  return jax.random.normal(jax.random.key(0), (2, 6, 6, 1)) + 0.5
+
+
+def test_surrogate_parameters_live_in_their_collection():
+  variables = TinyNet(surrogate={"name": "dspike", "b": 3.0}).init(jax.random.key(1), _images())
+  state = variables[L.SURROGATE_COLLECTION]["LIF_0"]
+  assert set(state) == {"b", "r"}
+  assert float(state["b"]) == 3.0 and state["b"].dtype == jnp.float32
+  assert "LIF_0" not in variables["params"]
+
+
+def test_changing_surrogate_state_changes_gradients_without_recompiling():
+  model = TinyNet(surrogate="rectangle")
+  variables = model.init(jax.random.key(1), _images())
+  traces = []
+
+  @jax.jit
+  def grads(variables):
+    traces.append(1)
+
+    def loss(params):
+      out, _ = model.apply({**variables, "params": params}, _images(), mutable=["batch_stats"])
+      return jnp.sum(out)
+
+    return jax.grad(loss)(variables["params"])
+
+  results = []
+  for alpha in (0.5, 1.0, 2.0):
+    surrogate_state = jax.tree.map(lambda _: jnp.asarray(alpha), variables["surrogate"])
+    results.append(grads({**variables, "surrogate": surrogate_state}))
+  assert len(traces) == 1
+  kernels = [np.asarray(g["Conv_0"]["kernel"]) for g in results]
+  assert not np.allclose(kernels[0], kernels[2])
+
+
+def test_layer_equals_pure_function():
+  x = jax.random.normal(jax.random.key(2), (4, 3, 5)) + 0.5
+  layer = L.LIF(tau=3.0, reset="soft", surrogate=S.sigmoid(4.0))
+  variables = layer.init(jax.random.key(0), x)
+  spikes = layer.apply(variables, x)
+  expected, _ = N.lif(x, tau=3.0, reset="soft", surrogate=S.sigmoid(4.0))
+  np.testing.assert_array_equal(np.asarray(spikes), np.asarray(expected))
+
+
+def test_plif_tau_is_a_trained_parameter():
+  x = jax.random.normal(jax.random.key(2), (4, 3, 5)) + 0.5
+  layer = L.PLIF(tau=2.0)
+  variables = layer.init(jax.random.key(0), x)
+  assert float(variables["params"]["w"]) == pytest.approx(0.0)
+  grad = jax.grad(lambda p: jnp.sum(layer.apply({**variables, "params": p}, x)))(
+      variables["params"])
+  assert float(grad["w"]) != 0.0
+
+
+def test_firing_rate_is_sown():
+  model = TinyNet()
+  variables = model.init(jax.random.key(1), _images())
+  out, state = model.apply(variables, _images(), mutable=["batch_stats", L.ACTIVITY_COLLECTION])
+  (rate,) = state[L.ACTIVITY_COLLECTION]["LIF_0"][L.FIRING_RATE]
+  assert 0.0 < float(rate) < 1.0
+  assert out.shape == (2, 2)
+
+
+@pytest.mark.parametrize("kind", sorted(L.NEURONS))
+def test_every_neuron_kind_trains(kind):
+  model = TinyNet(neuron=kind)
+  variables = model.init(jax.random.key(1), _images())
+  loss = lambda p: jnp.sum(model.apply({**variables, "params": p}, _images(),
+                                       mutable=["batch_stats"])[0] ** 2)
+  grads = jax.grad(loss)(variables["params"])
+  assert float(jnp.abs(grads["Conv_0"]["kernel"]).sum()) > 0
+
+
+def test_bad_neuron_and_surrogate_specs():
+  with pytest.raises(ValueError, match="unknown neuron 'lifx'.*if, lif, plif"):
+    L.neuron("lifx")
+  with pytest.raises(ValueError, match="neuron 'if' takes.*not \\['tau'\\]"):
+    L.neuron("if", tau=2.0)
+  with pytest.raises(ValueError, match="unknown surrogate 'foo'"):
+    L.as_surrogate("foo")
+  with pytest.raises(ValueError, match="'name' key"):
+    L.as_surrogate({"alpha": 2.0})
+  with pytest.raises(ValueError, match="cannot build a surrogate"):
+    L.as_surrogate(3.0)
+
+
+def test_time_helpers():
+  images = jnp.arange(2 * 3 * 3 * 1.0).reshape(2, 3, 3, 1)
+  seq = L.repeat_over_time(images, 4)
+  assert seq.shape == (4, 2, 3, 3, 1)
+  np.testing.assert_array_equal(np.asarray(seq[3]), np.asarray(images))
+  folded = L.fold_time(seq)
+  assert folded.shape == (8, 3, 3, 1)
+  np.testing.assert_array_equal(np.asarray(L.unfold_time(folded, 4)), np.asarray(seq))
+  np.testing.assert_array_equal(np.asarray(L.time_mean(seq)), np.asarray(images))
+  assert L.time_major_input(images, 4).shape == (4, 2, 3, 3, 1)
+  assert L.time_major_input(seq, 4) is seq
+
+
+def test_time_helper_errors():
+  with pytest.raises(ValueError, match="T must be >= 1, got T=0"):
+    L.repeat_over_time(jnp.zeros((2, 3)), 0)
+  with pytest.raises(ValueError, match="3 time steps but the model was built with T=4"):
+    L.time_major_input(jnp.zeros((3, 2, 4, 4, 1)), 4)
+  with pytest.raises(ValueError, match="expected images"):
+    L.time_major_input(jnp.zeros((4, 4)), 4)
+  with pytest.raises(ValueError, match="not a multiple of T=3"):
+    L.unfold_time(jnp.zeros((8, 2)), 3)
