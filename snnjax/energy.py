@@ -277,7 +277,8 @@ def format_report(report: EnergyReport, unit: str = "mJ") -> str:
     raise ValueError(f"unknown energy unit {unit!r}; allowed: {', '.join(_UNITS)}.")
   scale = _UNITS[unit]
   rows = [
-      f"| layer | kind | input | rate | FLOPs/step | MACs | ACs | E_SNN ({unit}) | E_ANN ({unit}) |",
+      f"| layer | kind | input | rate | FLOPs/step | MACs | ACs "
+      f"| E_SNN ({unit}) | E_ANN ({unit}) |",
       "|---|---|---|---:|---:|---:|---:|---:|---:|",
   ]
   for layer in report.layers:

@@ -40,7 +40,7 @@ def as_surrogate(spec: SurrogateSpec) -> surrogates.AnySurrogate:
   if isinstance(spec, (surrogates.Surrogate, surrogates.ScaledSurrogate)):
     return spec
   if isinstance(spec, str):
-    return surrogates.get(spec)
+    return surrogates.parse(spec)
   if isinstance(spec, Mapping):
     params = dict(spec)
     if "name" not in params:

@@ -89,7 +89,8 @@ def tet_loss(logits_seq: Array, labels: Array, lam: float = 1e-3, phi: float = 1
     phi: target value of every output (the threshold V_th).
   """
   if logits_seq.ndim != 3:
-    raise ValueError(f"tet_loss needs per-step logits [T, B, C], got shape {tuple(logits_seq.shape)}.")
+    raise ValueError(
+        f"tet_loss needs per-step logits [T, B, C], got shape {tuple(logits_seq.shape)}.")
   _check_labels(logits_seq[0], labels)
   z = logits_seq.astype(jnp.float32)
   ce = cross_entropy(z, jnp.broadcast_to(labels, z.shape[:-1]))
@@ -237,8 +238,9 @@ def spectral_norms(params: PyTree, state: PyTree, n_iter: int = 1) -> tuple[dict
   if set(vectors) != set(kernels):
     missing = sorted("/".join(p) for p in set(kernels) - set(vectors))
     extra = sorted("/".join(p) for p in set(vectors) - set(kernels))
-    raise ValueError(f"Lipschitz state does not match the parameters: kernels without a vector "
-                     f"{missing}, vectors without a kernel {extra}; rebuild it with lipschitz_init.")
+    raise ValueError(
+        f"Lipschitz state does not match the parameters: kernels without a vector {missing}, "
+        f"vectors without a kernel {extra}; rebuild it with lipschitz_init.")
   sigmas, new_state = {}, {}
   for path, kernel in kernels.items():
     sigmas[path], new_state[path] = _spectral_norm(kernel_matrix(kernel), vectors[path], n_iter)

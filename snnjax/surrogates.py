@@ -283,6 +283,36 @@ def get(name: str, **params: Any) -> AnySurrogate:
   return _CONSTRUCTORS[name](**params)
 
 
+def parse(spec: str) -> AnySurrogate:
+  """Builds a surrogate from a config string: ``"atan"``, ``"dspike(b=3, r=0.5)"``,
+  ``"sgs(base=rectangle, delta=0.5, alpha=1)"``.
+
+  Raises:
+    ValueError: malformed text, or anything :func:`get` rejects.
+  """
+  text = spec.strip()
+  name, _, rest = text.partition("(")
+  name = name.strip()
+  params: dict[str, Any] = {}
+  if rest:
+    if not rest.endswith(")"):
+      raise ValueError(f"malformed surrogate spec {spec!r}; write e.g. 'atan(alpha=2.0)'.")
+    for item in filter(None, (i.strip() for i in rest[:-1].split(","))):
+      key, eq, value = item.partition("=")
+      if not eq:
+        raise ValueError(f"malformed surrogate spec {spec!r}: {item!r} is not key=value.")
+      key, value = key.strip(), value.strip()
+      params[key] = value if key == "base" else _number(value, spec)
+  return get(name, **params)
+
+
+def _number(text: str, spec: str) -> float:
+  try:
+    return float(text)
+  except ValueError:
+    raise ValueError(f"malformed surrogate spec {spec!r}: {text!r} is not a number.") from None
+
+
 def parameters(sg: AnySurrogate) -> dict[str, Array]:
   """The surrogate's adjustable scalars (for SGS: the base's plus ``delta``)."""
   if isinstance(sg, ScaledSurrogate):

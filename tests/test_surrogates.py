@@ -201,3 +201,18 @@ def test_sgs_with_zero_delta_is_the_base_exactly():
     g_base = jax.grad(lambda x: jnp.sum(w * S.spike(x, base)))(x)
     g_sgs = jax.grad(lambda x: jnp.sum(w * S.spike(x, S.sgs(base, delta=0.0))))(x)
     np.testing.assert_array_equal(np.asarray(g_sgs), np.asarray(g_base))
+
+
+def test_parse_config_strings():
+  sg = S.parse("dspike(b=3, r=0.5)")
+  assert sg.name == "dspike" and float(sg.params["b"]) == 3.0 and float(sg.params["r"]) == 0.5
+  assert S.parse(" atan ").name == "atan"
+  scaled = S.parse("sgs(base=triangle, delta=0.25, gamma=0.5)")
+  assert isinstance(scaled, S.ScaledSurrogate) and float(scaled.delta) == 0.25
+  assert float(scaled.base.params["gamma"]) == 0.5
+  with pytest.raises(ValueError, match="malformed surrogate spec 'atan\\(alpha=2'"):
+    S.parse("atan(alpha=2")
+  with pytest.raises(ValueError, match="'two' is not a number"):
+    S.parse("atan(alpha=two)")
+  with pytest.raises(ValueError, match="unknown surrogate 'relu'"):
+    S.parse("relu")

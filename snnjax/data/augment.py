@@ -79,36 +79,46 @@ def cutout(image: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray
   return out
 
 
-def _resize_weights(in_size: int, out_size: int) -> np.ndarray:
-  """[out_size, in_size] matrix of an antialiased linear (triangle) resampling.
+def _resize_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Source indices and weights [out_size, K] of an antialiased linear (triangle) resampling.
 
   Output pixel o has its centre at source coordinate c_o = (o + 0.5) * in/out - 0.5;
-  weights are max(0, 1 - |i - c_o| / k) with k = max(in/out, 1) (the kernel is
-  widened when shrinking, which averages instead of aliasing), normalised to sum
-  to 1 per output pixel.
+  source pixel i gets weight max(0, 1 - |i - c_o| / k) with k = max(in/out, 1) (the
+  kernel widens when shrinking, which averages instead of aliasing). Only the
+  K = ceil(2 k) + 1 pixels around c_o can be non-zero; weights of pixels outside
+  the image are dropped and each row is renormalised to sum to 1.
   """
   scale = in_size / out_size
-  centres = (np.arange(out_size) + 0.5) * scale - 0.5
   k = max(scale, 1.0)
-  weights = np.maximum(0.0, 1 - np.abs(np.arange(in_size)[None, :] - centres[:, None]) / k)
-  return (weights / weights.sum(1, keepdims=True)).astype(np.float32)
+  centres = (np.arange(out_size) + 0.5) * scale - 0.5
+  index = np.floor(centres - k).astype(np.int64)[:, None] + 1 + np.arange(int(np.ceil(2 * k)) + 1)
+  weights = np.maximum(0.0, 1 - np.abs(index - centres[:, None]) / k)
+  weights *= (index >= 0) & (index < in_size)
+  weights /= weights.sum(1, keepdims=True)
+  return np.clip(index, 0, in_size - 1), weights.astype(np.float32)
+
+
+def _resample(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
+  """Resamples float32 ``x`` along ``axis`` (negative) with :func:`_resize_taps`."""
+  index, weights = _resize_taps(x.shape[axis], out_size)
+  gathered = np.take(x, index, axis=axis)  # the axis becomes (out_size, K)
+  weights = weights.reshape(weights.shape + (1,) * (-axis - 1))
+  return (gathered * weights).sum(axis=axis)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Antialiased bilinear resize of [..., H, W, C] to [..., h, w, C].
 
-  Separable: out = W_h @ image @ W_w^T with the matrices of
-  :func:`_resize_weights`. uint8 input is rounded and clipped back to uint8;
-  other dtypes come back as float32.
+  Separable: rows, then columns, each resampled as in :func:`_resize_taps`. uint8
+  input is rounded and clipped back to uint8; other dtypes come back as float32.
   """
   h, w = image.shape[-3:-1]
   if (h, w) == tuple(size):
     return image
-  out = np.einsum("oh,...hwc,pw->...opc", _resize_weights(h, size[0]),
-                  image.astype(np.float32), _resize_weights(w, size[1]), optimize=True)
+  out = _resample(_resample(image.astype(np.float32), -3, size[0]), -2, size[1])
   if image.dtype == np.uint8:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-  return out.astype(np.float32)
+  return out
 
 
 def _crop_and_resize(image, top, left, height, width, size):
@@ -152,7 +162,8 @@ def center_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   return image[..., top:top + size[0], left:left + size[1], :]
 
 
-def resize_and_center_crop(image: np.ndarray, size: int, crop_fraction: float = 0.875) -> np.ndarray:
+def resize_and_center_crop(image: np.ndarray, size: int,
+                           crop_fraction: float = 0.875) -> np.ndarray:
   """Eval transform: shorter side -> round(size / crop_fraction), then central size x size.
 
   With size 224 and the usual crop_fraction 0.875 the shorter side becomes 256.

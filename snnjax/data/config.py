@@ -42,7 +42,8 @@
     synthetic.num_eval_examples    size of any other synthetic split.
     synthetic.seed        seed of the synthetic examples (not of the shuffling).
     worker_count          grain worker processes (0 = read in the main process).
-    read_threads          grain reader threads per process.
+    read_threads          grain reader threads per process (0 is fastest for in-memory data
+                          such as the IDX source; raise it for tfds and event files on disk).
     prefetch_buffer_size  examples grain prefetches per process.
 """
 
@@ -85,7 +86,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.synthetic = ml_collections.ConfigDict(dict(
       shape=(32, 32, 3), num_train_examples=50000, num_eval_examples=10000, seed=0))
   c.worker_count = 0
-  c.read_threads = 2
+  c.read_threads = 0
   c.prefetch_buffer_size = 64
   return c
 
@@ -141,7 +142,8 @@ def validate_config(c: Mapping) -> None:
            f"config.data.{key}={c[key]!r} must be None or a tuple of per-channel floats.")
   _check((c["mean"] is None) == (c["std"] is None) and
          (c["mean"] is None or len(c["mean"]) == len(c["std"])),
-         f"config.data.mean={c['mean']!r} and std={c['std']!r} must both be None or of equal length.")
+         f"config.data.mean={c['mean']!r} and std={c['std']!r} must both be None or of "
+         f"equal length.")
   _check(c["std"] is None or all(v > 0 for v in c["std"]),
          f"config.data.std={c['std']!r} must be positive.")
   _check(_is_int(a["crop_padding"]) and a["crop_padding"] >= 0,
@@ -153,9 +155,11 @@ def validate_config(c: Mapping) -> None:
   _check(a["policy"] == "none" or c["source"] != "events",
          f"config.data.augment.policy={a['policy']!r} works on images only; use 'none' for events.")
   _check(_is_int(a["randaugment_num_ops"]) and a["randaugment_num_ops"] >= 0,
-         f"config.data.augment.randaugment_num_ops={a['randaugment_num_ops']!r} must be an int >= 0.")
+         f"config.data.augment.randaugment_num_ops={a['randaugment_num_ops']!r} must be an "
+         f"int >= 0.")
   _check(0 <= a["randaugment_magnitude"] <= 10,
-         f"config.data.augment.randaugment_magnitude={a['randaugment_magnitude']!r} must be in [0, 10].")
+         f"config.data.augment.randaugment_magnitude={a['randaugment_magnitude']!r} must be "
+         f"in [0, 10].")
   _check_range("augment.rrc_scale", a["rrc_scale"])
   _check(a["rrc_scale"][1] <= 1, f"config.data.augment.rrc_scale={a['rrc_scale']!r} must be <= 1.")
   _check_range("augment.rrc_ratio", a["rrc_ratio"])

@@ -119,7 +119,8 @@ def load_fashion_mnist(folder: str = FASHION_MNIST_FOLDER,
     labels: int32 [N], class ids 0..9.
   """
   if split not in FASHION_MNIST_FILES:
-    raise ValueError(f"Fashion-MNIST split {split!r} unknown; allowed: {sorted(FASHION_MNIST_FILES)}.")
+    raise ValueError(f"Fashion-MNIST split {split!r} unknown; allowed: "
+                     f"{sorted(FASHION_MNIST_FILES)}.")
   if not os.path.isdir(folder):
     raise FileNotFoundError(
         f"Fashion-MNIST folder {folder!r} does not exist. Install the data with "

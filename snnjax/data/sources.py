@@ -9,23 +9,20 @@ random-access protocol). Image sources give ``{"image": uint8 [H, W, C],
 from __future__ import annotations
 
 import dataclasses
+import os
 import zlib
 
 import numpy as np
 
 from snnjax.data import events, idx
 
-#: Known datasets: classes, image shape (None: variable size), mean and std per channel
-#: on the 0..1 scale (computed on the train split).
+#: Known datasets: number of classes, mean and std per channel on the 0..1 scale (train split).
 DATASETS = {
-    "fashion_mnist": dict(num_classes=10, image_shape=(28, 28, 1),
-                          mean=(0.2860,), std=(0.3530,)),
-    "cifar10": dict(num_classes=10, image_shape=(32, 32, 3),
-                    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
-    "cifar100": dict(num_classes=100, image_shape=(32, 32, 3),
-                     mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)),
-    "imagenet2012": dict(num_classes=1000, image_shape=None,
-                         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+    "fashion_mnist": dict(num_classes=10, mean=(0.2860,), std=(0.3530,)),
+    "cifar10": dict(num_classes=10, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
+    "cifar100": dict(num_classes=100, mean=(0.5071, 0.4865, 0.4409),
+                     std=(0.2673, 0.2564, 0.2762)),
+    "imagenet2012": dict(num_classes=1000, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
 }
 
 #: Datasets readable through :func:`tfds_source`.
@@ -39,7 +36,8 @@ class SourceInfo:
   Attributes:
     data: the random-access source.
     num_classes: number of classes; labels are 0..num_classes-1.
-    image_shape: per-example [H, W, C] as stored, or None if it varies.
+    image_shape: per-example [H, W, C] as stored, None for a size that varies
+      (e.g. (None, None, 3) for ImageNet); None as a whole for event streams.
     kind: "image" (uint8 images) or "events" (raw event streams).
   """
 
@@ -64,7 +62,8 @@ class ArraySource:
     return {"image": self.images[index], "label": int(self.labels[index])}
 
 
-def fashion_mnist_idx_source(folder: str = idx.FASHION_MNIST_FOLDER, split: str = "train") -> SourceInfo:
+def fashion_mnist_idx_source(folder: str = idx.FASHION_MNIST_FOLDER,
+                             split: str = "train") -> SourceInfo:
   """Fashion-MNIST from local IDX files (see :func:`idx.load_fashion_mnist`)."""
   images, labels = idx.load_fashion_mnist(folder, split)
   return SourceInfo(ArraySource(images, labels), num_classes=10, image_shape=(28, 28, 1))
@@ -117,7 +116,7 @@ class _TfdsImages:
 
 
 def _prepare_hint(name: str, data_dir: str | None) -> str:
-  where = data_dir or "~/tensorflow_datasets (or $TFDS_DATA_DIR)"
+  where = data_dir or os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
   if name == "imagenet2012":
     return (f"imagenet2012 needs a manual download: put ILSVRC2012_img_train.tar and "
             f"ILSVRC2012_img_val.tar in {where}/downloads/manual/, then run "
@@ -150,7 +149,7 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> SourceInf
   features = data.dataset_info.features
   shape = tuple(features["image"].shape)
   return SourceInfo(_TfdsImages(data), num_classes=features["label"].num_classes,
-                    image_shape=None if None in shape else shape)
+                    image_shape=shape)
 
 
 def event_folder_source(folder: str, split: str, train_fraction: float = 0.9) -> SourceInfo:

@@ -68,6 +68,20 @@ def _adaptive_mean_1d(x: Array, axis: int, out: int) -> Array:
   return jnp.concatenate([jnp.mean(b, axis=axis, keepdims=True) for b in bins], axis=axis)
 
 
+def pool2d(x: Array, kind: str, window: int, stride: int, pad: int = 0) -> Array:
+  """Max or average pooling over H, W of [..., H, W, C], symmetric zero/-inf padding ``pad``.
+
+  Leading axes are folded into one batch axis first (Flax's pooling mis-pads
+  inputs with more than one batch axis). Average pooling counts padded cells,
+  as PyTorch's count_include_pad=True.
+  """
+  lead, (h, w, c) = x.shape[:-3], x.shape[-3:]
+  fn = {"max": nn.max_pool, "avg": nn.avg_pool}[kind]
+  y = fn(x.reshape(-1, h, w, c), (window, window), strides=(stride, stride),
+         padding=((pad, pad), (pad, pad)))
+  return y.reshape(*lead, *y.shape[1:])
+
+
 def scale_width(channels: int, width: float) -> int:
   """Channels after the width multiplier: max(1, round(channels * width))."""
   return max(1, int(round(channels * width)))

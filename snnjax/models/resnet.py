@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from snnjax.models import surrogate_module
-from snnjax.models.common import ModelOutput, Ops, SpikingNet
+from snnjax.models.common import ModelOutput, Ops, SpikingNet, pool2d
 
 Array = jax.Array
 
@@ -116,7 +116,7 @@ class ResNet(SpikingNet):
     x = o.conv(self.ch(self.stem_width), kernel, stride, "stem_conv")(x)
     x = o.act("stem_sn")(o.bn(train, "stem_bn")(x))
     if self.stem == "imagenet_maxpool":
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = pool2d(x, "max", 3, 2, pad=1)
     aux = []
     index = 0
     for stage, (blocks, width) in enumerate(zip(self.stage_blocks, self.stage_widths)):

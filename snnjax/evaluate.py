@@ -1,0 +1,78 @@
+"""Evaluates a trained run: python -m snnjax.evaluate --workdir DIR [--checkpoint best|latest].
+
+Restores the best (or latest) checkpoint of WORKDIR, runs jitted evaluation of
+the SNN alone (no SML heads) on the test split, and prints test accuracy, every
+neuron layer's firing rate and the energy table of snnjax.energy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import jax
+import ml_collections
+
+from snnjax import energy
+from snnjax.train import checkpoint, loop, steps
+
+
+def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The resolved config a run saved as WORKDIR/config.json."""
+  path = workdir / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} not found: --workdir must be a folder that train.py wrote.")
+  config = ml_collections.ConfigDict(json.loads(path.read_text()))
+  config.model.sml_heads = tuple(config.model.sml_heads)
+  return config
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best") -> dict:
+  """Restores a checkpoint of ``workdir`` and evaluates it; returns metrics and the energy report."""
+  if which not in ("best", "latest"):
+    raise ValueError(f"which={which!r}; choose 'best' or 'latest'.")
+  workdir = pathlib.Path(workdir)
+  checkpoint.check_checkpoint_dir(workdir / "checkpoints", require_checkpoint=True)
+  config = load_config(workdir)
+  exp = loop.prepare(config, workdir)
+  step = exp.checkpointer.best_step() if which == "best" else None
+  if step is None:
+    state, _, step = exp.checkpointer.restore_latest(exp.template)
+  else:
+    state, _ = exp.checkpointer.restore(step, exp.template)
+  exp.checkpointer.close()
+  results = loop.evaluate(loop.compiled_eval_step(exp), state, exp.test_data, exp.mesh)
+  sample = next(iter(exp.test_data.dataset))
+  variables = {"params": state.params, "batch_stats": state.batch_stats, "surrogate": state.surrogate}
+  report = energy.energy_report(exp.model, variables, steps.model_input(sample["image"]),
+                                T=config.model.T, batch_size=sample["label"].shape[0],
+                                train=False)
+  return {"step": step, "metrics": results, "energy": report}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", required=True, type=pathlib.Path)
+  parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+  args = parser.parse_args(argv)
+  try:
+    result = evaluate_workdir(args.workdir, args.checkpoint)
+  except (ValueError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if jax.process_index() == 0:
+    m = result["metrics"]
+    print(f"checkpoint step {result['step']}: test accuracy {m['test_accuracy']:.4f}, "
+          f"test loss {m['test_loss']:.4f}")
+    print("\nfiring rates (spikes per neuron per time step):")
+    for name, rate in m.items():
+      if name.startswith("firing_rate/"):
+        print(f"  {name.removeprefix('firing_rate/'):40s} {rate:.4f}")
+    print("\n" + energy.format_report(result["energy"]))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training system: state, optimiser, sharded steps, checkpoints, metrics, loop."""

@@ -1,0 +1,134 @@
+"""The training config: every key with its default, validation, and the model it builds.
+
+Experiment files in configs/ start from :func:`base_config` and override what
+they change; ``train.py --config configs/X.py --config.a.b=v`` overrides
+further, and a key that does not exist is an error. :func:`validate` checks the
+values (and builds the model, which checks its own arguments) before anything
+is compiled.
+
+    seed                    PRNG seed of initialisation, shuffling and augmentation.
+    model.name              a name from snnjax.models.names().
+    model.T                 time steps (>= 1).
+    model.sml_heads         1-based block indices followed by a Surrogate Module head; () = none.
+    model.head_channels     k, channels of the SML heads.
+    model.neuron            "lif" | "if" | "plif".
+    model.tau, .decay_input  LIF/PLIF leak (time steps) and input decay (not used by IF).
+    model.v_threshold, .v_reset, .reset, .detach_reset   neuron settings (snnjax.neurons).
+    model.surrogate         spec string, e.g. "atan(alpha=2)", "sgs(base=rectangle, delta=0.5)".
+    model.width             width multiplier of the SNN layers.
+    model.dtype             compute dtype: "float32" | "bfloat16" (parameters stay float32).
+    model.bn_momentum       BatchNorm running-average momentum.
+    model.options           model-specific arguments (stem, depth, form, ann, ...).
+    data                    see snnjax.data.config (source, folder, augmentation, ...).
+    loss.name               "ce" | "sml" | "tet".
+    loss.alpha, .lam, .temperature   SML loss (snnjax.losses.sml_loss).
+    loss.tet_lam            TET's MSE weight.
+    loss.lipschitz_weight   beta_lr of the Lipschitz penalty; 0 = off.
+    optimizer.name          "adamw" | "adam" | "sgd".
+    optimizer.learning_rate, .weight_decay, .b1, .b2, .momentum, .nesterov, .clip_norm (0 = off)
+    optimizer.schedule      "cosine" | "constant", after ``warmup_epochs`` of linear warmup.
+    batch_size              global batch, over all devices and processes.
+    num_epochs              training length in epochs (may be fractional).
+    max_steps               if > 0, stop after this many steps (the schedule still spans num_epochs).
+    log_every_steps, eval_every_epochs, checkpoint_every_steps (0 = at evaluations and the end)
+    keep_checkpoints        the last k checkpoints are kept, plus the best by test accuracy.
+    fsdp                    shard large parameters over devices instead of replicating them.
+    progress_bar            show a terminal progress bar.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+
+from snnjax import data, layers, models
+from snnjax.train import optim, steps
+
+NEURON_ARGUMENTS = ("tau", "decay_input", "v_threshold", "v_reset", "reset", "detach_reset")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key with its default (documented in this module's docstring)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(dict(
+      name="vgg_small", T=4, sml_heads=(), head_channels=256, neuron="lif", tau=2.0,
+      decay_input=False, v_threshold=1.0, v_reset=0.0, reset="hard", detach_reset=False,
+      surrogate="atan(alpha=2.0)", width=1.0, dtype="float32", bn_momentum=0.9,
+      options=ml_collections.ConfigDict()))
+  c.data = data.default_config()
+  c.loss = ml_collections.ConfigDict(dict(
+      name="ce", alpha=0.5, lam=0.9, temperature=3.0, tet_lam=1e-3, lipschitz_weight=0.0))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", learning_rate=1e-3, weight_decay=0.0, b1=0.9, b2=0.999, momentum=0.9,
+      nesterov=False, clip_norm=0.0, schedule="cosine", warmup_epochs=0.0))
+  c.batch_size = 128
+  c.num_epochs = 1.0
+  c.max_steps = 0
+  c.log_every_steps = 50
+  c.eval_every_epochs = 1.0
+  c.checkpoint_every_steps = 0
+  c.keep_checkpoints = 2
+  c.fsdp = False
+  c.progress_bar = True
+  return c
+
+
+def _choice(value: Any, allowed: tuple, key: str) -> None:
+  if value not in allowed:
+    raise ValueError(f"config.{key}={value!r} is not allowed; choose from {', '.join(allowed)}.")
+
+
+def _positive(value: Any, key: str, strict: bool = True) -> None:
+  if not (value > 0 if strict else value >= 0):
+    raise ValueError(f"config.{key}={value!r} must be {'>' if strict else '>='} 0.")
+
+
+def neuron_kwargs(model_config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The neuron settings of ``model_config`` that its neuron kind accepts."""
+  accepted = layers.NEURONS[model_config.neuron].__dataclass_fields__
+  return {k: model_config[k] for k in NEURON_ARGUMENTS if k in accepted}
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+  """The model of ``config.model`` (raises ValueError for any bad model setting)."""
+  m = config.model
+  _choice(m.neuron, tuple(layers.NEURONS), "model.neuron")
+  _choice(m.dtype, tuple(DTYPES), "model.dtype")
+  return models.create(
+      m.name, num_classes=num_classes, T=m.T, sml_heads=tuple(m.sml_heads),
+      head_channels=m.head_channels, neuron=m.neuron, neuron_kwargs=neuron_kwargs(m),
+      surrogate=m.surrogate, width=m.width, dtype=DTYPES[m.dtype], bn_momentum=m.bn_momentum,
+      **m.options.to_dict())
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every value that can be checked without data or devices; raises ValueError."""
+  if config.model.T < 1:
+    raise ValueError(f"config.model.T={config.model.T} must be >= 1 time step.")
+  layers.as_surrogate(config.model.surrogate)
+  _choice(config.loss.name, steps.LOSSES, "loss.name")
+  _choice(config.optimizer.name, optim.OPTIMIZERS, "optimizer.name")
+  _choice(config.optimizer.schedule, optim.SCHEDULES, "optimizer.schedule")
+  _positive(config.optimizer.learning_rate, "optimizer.learning_rate")
+  _positive(config.optimizer.weight_decay, "optimizer.weight_decay", strict=False)
+  _positive(config.loss.lipschitz_weight, "loss.lipschitz_weight", strict=False)
+  if not 0 <= config.loss.lam <= 1:
+    raise ValueError(f"config.loss.lam={config.loss.lam} must lie in [0, 1].")
+  _positive(config.loss.temperature, "loss.temperature")
+  _positive(config.batch_size, "batch_size")
+  _positive(config.num_epochs, "num_epochs")
+  _positive(config.max_steps, "max_steps", strict=False)
+  _positive(config.log_every_steps, "log_every_steps")
+  _positive(config.eval_every_epochs, "eval_every_epochs")
+  _positive(config.checkpoint_every_steps, "checkpoint_every_steps", strict=False)
+  _positive(config.keep_checkpoints, "keep_checkpoints")
+  if config.loss.name == "sml" and not config.model.sml_heads:
+    raise ValueError("config.loss.name='sml' needs SML heads: set config.model.sml_heads, "
+                     "e.g. '(3, 6)', or use loss.name='ce'.")
+  data.validate_config(config.data)
+  build_model(config, num_classes=config.data.num_classes or 10)

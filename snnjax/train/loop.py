@@ -1,0 +1,200 @@
+"""The training loop: ``train_and_evaluate(config, workdir)``.
+
+One readable loop. Every bad setting is rejected before anything compiles
+(:func:`snnjax.train.config.validate`, the data pipeline, the batch/device
+check). A rerun with the same workdir resumes from the newest good checkpoint,
+with the data iterator where it was, so it reaches the same parameters as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from snnjax import data
+from snnjax.train import checkpoint, metrics, optim, sharding, steps
+from snnjax.train import config as config_lib
+
+log = logging.getLogger("snnjax")
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or infinite loss."""
+
+
+def _datasets(config: ml_collections.ConfigDict) -> tuple[data.DataPipeline, data.DataPipeline]:
+  process_batch = config.batch_size // jax.process_count()
+  common = dict(batch_size=process_batch, seed=config.seed, shard_index=jax.process_index(),
+                shard_count=jax.process_count())
+  train = data.create_dataset(config.data, config.data.train_split, train=True, **common)
+  test = data.create_dataset(config.data, config.data.eval_split, train=False, **common)
+  return train, test
+
+
+def _schedule_lengths(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int]:
+  """(steps the schedule spans, steps this run takes)."""
+  total = max(1, int(math.ceil(config.num_epochs * steps_per_epoch)))
+  run = min(total, config.max_steps) if config.max_steps else total
+  return total, run
+
+
+def evaluate(eval_step, state: steps.TrainState, test: data.DataPipeline,
+             mesh) -> dict[str, float]:
+  """One pass over the test split: accuracy, mean loss, firing rates (padding masked out)."""
+  totals: dict[str, float] = {}
+  for batch in iter(test.dataset):
+    sums = jax.device_get(eval_step(state, sharding.global_batch(batch, mesh)))
+    for k, v in sums.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+  count = totals.pop("count")
+  results = {"test_accuracy": totals.pop("correct") / count, "test_loss": totals.pop("loss") / count}
+  results.update({k: v / count for k, v in totals.items()})
+  return results
+
+
+def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+@dataclasses.dataclass
+class Experiment:
+  """What a config resolves to: data, model, optimiser, shardings, checkpoints."""
+
+  config: ml_collections.ConfigDict
+  mesh: Any
+  train_data: data.DataPipeline
+  test_data: data.DataPipeline
+  model: Any
+  tx: Any
+  schedule: Any
+  total_steps: int
+  run_steps: int
+  init: Any
+  state_sharding: Any
+  template: Any
+  checkpointer: checkpoint.Checkpointer
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Experiment:
+  """Validates ``config`` and builds everything a run needs; nothing is compiled yet."""
+  config_lib.validate(config)
+  checkpoint.check_checkpoint_dir(workdir / "checkpoints")
+  mesh = sharding.make_mesh()
+  sharding.check_batch_divides(config.batch_size, mesh)
+  train_data, test_data = _datasets(config)
+  model = config_lib.build_model(config, train_data.num_classes)
+  total_steps, run_steps = _schedule_lengths(config, train_data.steps_per_epoch)
+  tx, schedule = optim.make_optimizer(config.optimizer, train_data.steps_per_epoch, total_steps)
+  sample = jnp.zeros((config.batch_size, *train_data.image_shape), jnp.float32)
+  init = lambda key: steps.init_state(model, tx, key, sample,
+                                      lipschitz=bool(config.loss.lipschitz_weight))
+  abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
+  state_sharding = sharding.state_shardings(abstract_state, mesh, fsdp=config.fsdp)
+  template = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract_state, state_sharding)
+  checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep_last=config.keep_checkpoints)
+  return Experiment(config, mesh, train_data, test_data, model, tx, schedule, total_steps,
+                    run_steps, init, state_sharding, template, checkpointer)
+
+
+def compiled_eval_step(exp: Experiment):
+  return jax.jit(steps.make_eval_step(exp.model),
+                 in_shardings=(exp.state_sharding, sharding.batch_sharding(exp.mesh)),
+                 out_shardings=sharding.replicated(exp.mesh))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+                       ) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns final metrics."""
+  workdir = pathlib.Path(workdir)
+  exp = prepare(config, workdir)
+  mesh, train_data, test_data, checkpointer = (exp.mesh, exp.train_data, exp.test_data,
+                                               exp.checkpointer)
+  run_steps = exp.run_steps
+  restored = checkpointer.restore_latest(exp.template)
+  if restored is None:
+    state = jax.jit(exp.init, out_shardings=exp.state_sharding)(jax.random.key(config.seed))
+  else:
+    state, data_state, restored_step = restored
+    train_data.set_state(data_state)
+    log.info("resumed from step %d", restored_step)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _write_config(workdir, config)
+
+  train_step = jax.jit(steps.make_train_step(exp.model, exp.tx, config.loss, exp.schedule),
+                       in_shardings=(exp.state_sharding, sharding.batch_sharding(mesh)),
+                       out_shardings=(exp.state_sharding, sharding.replicated(mesh)),
+                       donate_argnums=0)
+  eval_step = compiled_eval_step(exp)
+
+  writer = metrics.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  eval_every = max(1, int(round(config.eval_every_epochs * train_data.steps_per_epoch)))
+  step = int(jax.device_get(state.step))
+  pending: list[dict] = []
+  window_start, window_step = time.perf_counter(), step
+  last_eval: dict[str, float] = {}
+  bar = tqdm(total=run_steps, initial=step, disable=not config.progress_bar or
+             jax.process_index() != 0, unit="step", dynamic_ncols=True)
+
+  def flush_train_metrics():
+    nonlocal pending, window_start, window_step
+    if not pending:
+      return
+    fetched = jax.device_get(pending)
+    bad = metrics.first_non_finite([float(m["loss"]) for m in fetched], window_step + 1)
+    if bad is not None:
+      raise NonFiniteLossError(
+          f"non-finite loss at step {bad}; stopping. The last good checkpoint in "
+          f"{workdir / 'checkpoints'} is kept (step {checkpointer.latest_step()}); "
+          "lower optimizer.learning_rate or set optimizer.clip_norm.")
+    means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+    elapsed = time.perf_counter() - window_start
+    means["images_per_s"] = (step - window_step) * config.batch_size / max(elapsed, 1e-9)
+    means["epoch"] = step / train_data.steps_per_epoch
+    writer.write("train", step, means)
+    bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['accuracy']:.3f}",
+                    img_s=f"{means['images_per_s']:.0f}")
+    pending, window_start, window_step = [], time.perf_counter(), step
+
+  try:
+    while step < run_steps:
+      batch = sharding.global_batch(next(train_data), mesh)
+      state, step_metrics = train_step(state, batch)
+      step += 1
+      pending.append(step_metrics)
+      bar.update(1)
+      if step % config.log_every_steps == 0:
+        flush_train_metrics()
+      is_last = step == run_steps
+      if step % eval_every == 0 or is_last:
+        flush_train_metrics()
+        last_eval = evaluate(eval_step, state, test_data, mesh)
+        last_eval["epoch"] = step / train_data.steps_per_epoch
+        writer.write("eval", step, last_eval)
+        bar.write(f"step {step}: test accuracy {last_eval['test_accuracy']:.4f}")
+        checkpointer.save(step, state, data_state=train_data.get_state(),
+                          metrics={"test_accuracy": last_eval["test_accuracy"]})
+      elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+        flush_train_metrics()
+        checkpointer.save(step, state, data_state=train_data.get_state())
+    flush_train_metrics()
+    if not last_eval:  # resumed a finished run: report its final accuracy again
+      last_eval = evaluate(eval_step, state, test_data, mesh)
+  finally:
+    bar.close()
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    writer.close()
+  return {"step": step, **last_eval}

@@ -1,0 +1,155 @@
+"""Train state and the pure train / eval step functions.
+
+The steps are pure: ``(state, batch) -> (state, metrics)``. The loop jits them
+with explicit shardings (see :mod:`snnjax.train.sharding`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+from snnjax import energy, layers, losses
+
+Array = jax.Array
+LOSSES = ("ce", "sml", "tet")
+
+
+@struct.dataclass
+class TrainState:
+  """Everything a run needs to continue, all arrays (checkpointable as one pytree).
+
+  Attributes:
+    step: optimiser steps taken, int32 scalar.
+    params: trainable parameters (float32).
+    batch_stats: BatchNorm running statistics.
+    surrogate: per-layer surrogate parameters (non-trainable; schedules and
+      controllers update them between steps).
+    opt_state: optax state.
+    lipschitz: power-iteration vectors of the Lipschitz penalty ({} when off).
+    rng: base PRNG key data, uint32 [2]; step t uses fold_in(rng, t).
+  """
+
+  step: Array
+  params: Any
+  batch_stats: Any
+  surrogate: Any
+  opt_state: Any
+  lipschitz: Any
+  rng: Array
+
+
+def model_input(images: Array) -> Array:
+  """Batch-major pipeline output -> model input: frames [B, T, ...] become [T, B, ...]."""
+  return jnp.swapaxes(images, 0, 1) if images.ndim == 5 else images
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: Array,
+               sample_images: Array, lipschitz: bool) -> TrainState:
+  """Initial state from a sample batch (pure; jit it with out_shardings)."""
+  init_key, lipschitz_key, base_key = jax.random.split(rng, 3)
+  variables = model.init(init_key, model_input(sample_images), train=False)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      surrogate=variables.get(layers.SURROGATE_COLLECTION, {}),
+      opt_state=tx.init(params),
+      lipschitz=losses.lipschitz_init(params, lipschitz_key) if lipschitz else {},
+      rng=jax.random.key_data(base_key) if jnp.issubdtype(base_key.dtype, jax.dtypes.prng_key)
+      else base_key,
+  )
+
+
+def task_loss(config: ml_collections.ConfigDict, out, labels: Array) -> dict[str, Array]:
+  """The configured loss ("ce", "sml", "tet") and its parts; "loss" is the total."""
+  if config.name == "sml":
+    return losses.sml_loss_parts(out.logits, out.aux_logits, labels, alpha=config.alpha,
+                                 lam=config.lam, temperature=config.temperature)
+  if config.name == "tet":
+    return {"loss": losses.tet_loss(out.logits_seq, labels, lam=config.tet_lam)}
+  return {"loss": losses.cross_entropy(out.logits, labels)}
+
+
+def _variables(state: TrainState, params: Any) -> dict[str, Any]:
+  return {"params": params, "batch_stats": state.batch_stats,
+          layers.SURROGATE_COLLECTION: state.surrogate}
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
+                    loss_config: ml_collections.ConfigDict,
+                    schedule: optax.Schedule) -> Callable[[TrainState, dict], tuple]:
+  """A pure train step: forward (train mode, SML heads on), loss, backward, optax update.
+
+  Metrics: loss and its parts, accuracy of the SNN and of each head, the
+  Lipschitz penalty, gradient global norm, learning rate, and every neuron
+  layer's firing rate (spikes per neuron per time step).
+  """
+  lipschitz_weight = loss_config.lipschitz_weight
+
+  def loss_fn(params, state, batch, dropout_key):
+    out, updates = model.apply(_variables(state, params), model_input(batch["image"]),
+                               train=True, mutable=["batch_stats", layers.ACTIVITY_COLLECTION],
+                               rngs={"dropout": dropout_key})
+    parts = task_loss(loss_config, out, batch["label"])
+    lipschitz_state = state.lipschitz
+    if lipschitz_weight:
+      penalty, lipschitz_state = losses.lipschitz_penalty(params, state.lipschitz)
+      parts["lipschitz"] = penalty
+      parts["loss"] = parts["loss"] + lipschitz_weight * penalty
+    return parts["loss"], (parts, out, updates, lipschitz_state)
+
+  def train_step(state: TrainState, batch: dict[str, Array]):
+    dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    grads, (parts, out, updates, lipschitz_state) = jax.grad(loss_fn, has_aux=True)(
+        state.params, state, batch, dropout_key)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, param_updates),
+        batch_stats=updates.get("batch_stats", state.batch_stats),
+        opt_state=opt_state,
+        lipschitz=lipschitz_state,
+    )
+    metrics = {k: v for k, v in parts.items() if jnp.ndim(v) == 0}
+    metrics["accuracy"] = losses.accuracy(out.logits, batch["label"])
+    for i, head_logits in enumerate(out.aux_logits):
+      metrics[f"head{i + 1}_accuracy"] = losses.accuracy(head_logits, batch["label"])
+    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["learning_rate"] = schedule(state.step)
+    rates = energy.firing_rates(updates.get(layers.ACTIVITY_COLLECTION, {}))
+    metrics.update({f"firing_rate/{name}": rate for name, rate in rates.items()})
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model: nn.Module) -> Callable[[TrainState, dict], dict]:
+  """A pure eval step (no SML heads): summed loss, correct count, example count, firing rates.
+
+  ``batch["mask"]`` (1 for real rows, 0 for padding) weights every sum.
+  """
+
+  def eval_step(state: TrainState, batch: dict[str, Array]) -> dict[str, Array]:
+    out, updates = model.apply(_variables(state, state.params), model_input(batch["image"]),
+                               train=False, mutable=[layers.ACTIVITY_COLLECTION])
+    mask = batch["mask"].astype(jnp.float32)
+    logits = out.logits.astype(jnp.float32)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+    sums = {"loss": jnp.sum(nll * mask), "correct": jnp.sum(correct * mask),
+            "count": jnp.sum(mask)}
+    rates = energy.firing_rates(updates.get(layers.ACTIVITY_COLLECTION, {}))
+    # Rates are batch means; weight by the real rows so padding does not dilute them.
+    sums.update({f"firing_rate/{name}": rate * jnp.sum(mask) for name, rate in rates.items()})
+    return sums
+
+  return eval_step
