@@ -101,9 +101,9 @@ def _resize_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 def _resample(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
   """Resamples float32 ``x`` along ``axis`` (negative) with :func:`_resize_taps`."""
   index, weights = _resize_taps(x.shape[axis], out_size)
-  gathered = np.take(x, index, axis=axis)  # the axis becomes (out_size, K)
-  weights = weights.reshape(weights.shape + (1,) * (-axis - 1))
-  return (gathered * weights).sum(axis=axis)
+  trailing = (1,) * (-axis - 1)
+  return sum(np.take(x, index[:, k], axis=axis) * weights[:, k].reshape(-1, *trailing)
+             for k in range(index.shape[1]))
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

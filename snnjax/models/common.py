@@ -144,6 +144,8 @@ class Ops:
 
   def validate(self) -> None:
     """Raises ValueError for an unknown neuron kind, neuron argument or surrogate."""
+    if "surrogate" in dict(self.neuron_kwargs):
+      raise ValueError("give the surrogate as the model's surrogate=..., not in neuron_kwargs.")
     layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))
     layers.as_surrogate(self.surrogate)
 

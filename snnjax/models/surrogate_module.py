@@ -52,8 +52,9 @@ class SurrogateHead(nn.Module):
       adaptive avg-pool to 2x2 -> flatten (4k)
       FC ``hidden`` (no bias) -> BN1d -> LeakyReLU -> FC classes
 
-  Parameters at k=256, C <= 256, 10 classes: 5,440,010 (+ 65,536 + 512 for the
-  reducer of a 512-channel input).
+  Parameters at k=256, 10 classes: 5,971,466 for C=256, 4,365,834 for C=128
+  (the 7x7 conv, C k 49 weights, dominates); a C=512 input adds the reducer's
+  512 k + 2k = 131,584 to the C=256 count.
   """
 
   num_classes: int

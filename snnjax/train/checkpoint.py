@@ -314,8 +314,16 @@ class Checkpointer:
 
   def _state_metadata(self, step: int) -> PyTree:
     """The saved state's tree of array metadata; UnreadableCheckpointError if unreadable."""
+    self._manager.wait_until_finished()
+    path = self._step_path(step) / _STATE
     try:
-      metadata = self._manager.item_metadata(step)[_STATE]
+      if not path.is_dir():
+        raise FileNotFoundError(f"{path} is missing")
+      handler = ocp.handlers.StandardCheckpointHandler()
+      try:
+        metadata = handler.metadata(path)
+      finally:
+        handler.close()
     except Exception as e:  # pylint: disable=broad-except
       raise self._unreadable_error(step, e) from e
     tree = getattr(metadata, "tree", metadata)
@@ -464,15 +472,15 @@ def _check_matches(saved: PyTree, template: PyTree, path: epath.Path, step: int)
   if unexpected:
     problems.append(f"{len(unexpected)} arrays in the checkpoint are not in the model "
                     f"({_listing(unexpected)})")
-  reshaped = [f"{k}: checkpoint {np.shape(saved[k])}, model {np.shape(wanted[k])}"
+  reshaped = [f"{k}: {np.shape(saved[k])} in checkpoint vs {np.shape(wanted[k])} in model"
               for k in sorted(wanted.keys() & saved.keys())
               if np.shape(saved[k]) != np.shape(wanted[k])]
   if reshaped:
     problems.append(f"{len(reshaped)} shapes differ ({_listing(reshaped)})")
   if problems:
     raise CheckpointMismatchError(
-        f"The checkpoint at {path} (step {step}) does not match the model/config: "
-        + "; ".join(problems)
+        f"The checkpoint at {path} (step {step}) does not match the model/config. "
+        + ". ".join(problems)
         + ". It was written by a run with a different configuration (e.g. a "
         f"changed model width or depth): {_FRESH_RUN_HINT}, or restore it with "
         "the configuration it was trained with.")
@@ -485,7 +493,7 @@ def _flat(tree: PyTree) -> dict[str, Any]:
 
 def _listing(items: Sequence[str]) -> str:
   more = len(items) - _MAX_LISTED
-  return ", ".join(items[:_MAX_LISTED]) + (f", ... {more} more" if more > 0 else "")
+  return "; ".join(items[:_MAX_LISTED]) + (f"; ... {more} more" if more > 0 else "")
 
 
 def _first_line(error: BaseException) -> str:

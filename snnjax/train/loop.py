@@ -90,7 +90,7 @@ class Experiment:
 def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Experiment:
   """Validates ``config`` and builds everything a run needs; nothing is compiled yet."""
   config_lib.validate(config)
-  checkpoint.check_checkpoint_dir(workdir / "checkpoints")
+  checkpoint.check_workdir(workdir)
   mesh = sharding.make_mesh()
   sharding.check_batch_divides(config.batch_size, mesh)
   train_data, test_data = _datasets(config)
