@@ -123,7 +123,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     metrics["accuracy"] = losses.accuracy(out.logits, batch["label"])
     for i, head_logits in enumerate(out.aux_logits):
       metrics[f"head{i + 1}_accuracy"] = losses.accuracy(head_logits, batch["label"])
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = schedule(state.step)
     rates = energy.firing_rates(updates.get(layers.ACTIVITY_COLLECTION, {}))
     metrics.update({f"firing_rate/{name}": rate for name, rate in rates.items()})

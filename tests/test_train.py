@@ -1,0 +1,302 @@
+"""The training system: sharded steps, config errors, train.py end to end, resume, multi-process."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from snnjax import evaluate
+from snnjax.train import checkpoint, loop, metrics, sharding, steps
+from snnjax.train import config as config_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
+
+
+TINY = {
+    "model.name": "vgg_small", "model.T": 2, "model.width": 0.0625, "model.sml_heads": (2,),
+    "model.head_channels": 8, "loss.name": "sml", "optimizer.learning_rate": 0.01,
+    "batch_size": 16, "progress_bar": False, "optimizer.warmup_epochs": 0.0,
+}
+SYNTHETIC = {
+    "data.source": "synthetic", "data.synthetic.shape": (8, 8, 1),
+    "data.synthetic.num_train_examples": 512, "data.synthetic.num_eval_examples": 64,
+    "data.augment.crop_padding": 1, "log_every_steps": 4,
+}
+
+
+def tiny_config(**overrides):
+  """A VGG-small at 1/16 width, T=2, one SML head, on 8x8 synthetic images."""
+  c = config_lib.base_config()
+  for key, value in {**TINY, **SYNTHETIC, **overrides}.items():
+    target = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return c
+
+
+def run_train(workdir, overrides, env=None, extra=(), **popen_kwargs):
+  """Starts train.py on the default config with ``--config.key=value`` overrides; returns the Popen."""
+  flags = [f"--config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in overrides.items()]
+  cmd = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs/fmnist_vgg_sml.py"),
+         "--workdir", str(workdir), *flags, *extra]
+  return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          **popen_kwargs)
+
+
+def finish(process, timeout=300):
+  out, _ = process.communicate(timeout=timeout)
+  return process.returncode, out
+
+
+def restored_params(workdir):
+  """(step, parameters as NumPy) of a run's latest checkpoint, with the run's own config.json."""
+  exp = loop.prepare(evaluate.load_config(pathlib.Path(workdir)), pathlib.Path(workdir))
+  state, _, step = exp.checkpointer.restore_latest(exp.template)
+  exp.checkpointer.close()
+  return step, jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def assert_trees_close(a, b, atol=1e-6):
+  flat_a, flat_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(flat_a) == len(flat_b)
+  for x, y in zip(flat_a, flat_b):
+    np.testing.assert_allclose(x, y, rtol=0, atol=atol)
+
+
+def assert_trees_close_up_to_spike_flips(a, b, atol=1e-5, flip_atol=1e-3, max_flip_share=5e-3):
+  """Equal within ``atol`` except a few elements moved by a spike that float rounding flipped.
+
+  Summation order differs between device layouts; a membrane within rounding
+  error of the threshold then fires in one and not the other, a discrete change.
+  """
+  x = np.concatenate([np.ravel(l) for l in jax.tree.leaves(a)])
+  y = np.concatenate([np.ravel(l) for l in jax.tree.leaves(b)])
+  diff = np.abs(x - y)
+  assert diff.max() < flip_atol
+  assert np.mean(diff > atol) < max_flip_share
+
+
+# --- Sharding -------------------------------------------------------------------------------
+
+
+def _step_on(mesh, config, state, batch, fsdp=False):
+  model = config_lib.build_model(config, num_classes=10)
+  tx = optax.adamw(1e-2)
+  abstract = jax.eval_shape(lambda: state)
+  state_sharding = sharding.state_shardings(abstract, mesh, fsdp=fsdp, fsdp_min_size=64)
+  step = jax.jit(steps.make_train_step(model, tx, config.loss, lambda s: 1e-2),
+                 in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, sharding.replicated(mesh)))
+  state = jax.device_put(state, state_sharding)
+  batch = sharding.global_batch(batch, mesh)
+  for _ in range(2):
+    state, _ = step(state, batch)
+  return state, batch
+
+
+def test_eight_devices_give_the_same_step_as_one():
+  assert jax.device_count() == 8
+  config = tiny_config()
+  model = config_lib.build_model(config, num_classes=10)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
+           "label": rng.integers(0, 10, 16).astype(np.int32)}
+  state = steps.init_state(model, optax.adamw(1e-2), jax.random.key(0),
+                           jnp.asarray(batch["image"]), lipschitz=False)
+  one, _ = _step_on(sharding.make_mesh(jax.devices()[:1]), config, state, batch)
+  eight, sharded_batch = _step_on(sharding.make_mesh(), config, state, batch)
+  fsdp, _ = _step_on(sharding.make_mesh(), config, state, batch, fsdp=True)
+
+  assert sharded_batch["image"].sharding.spec == P(sharding.DATA_AXIS)
+  assert len(sharded_batch["image"].addressable_shards) == 8
+  assert sharded_batch["image"].addressable_shards[0].data.shape == (2, 8, 8, 1)
+  kernel = eight.params["conv2"]["kernel"]
+  assert kernel.sharding.is_fully_replicated
+  fsdp_kernel = fsdp.params["conv7"]["kernel"]
+  assert not fsdp_kernel.sharding.is_fully_replicated
+  for other in (eight, fsdp):
+    assert_trees_close_up_to_spike_flips(jax.device_get(one.params), jax.device_get(other.params))
+    assert_trees_close_up_to_spike_flips(jax.device_get(one.batch_stats),
+                                         jax.device_get(other.batch_stats))
+
+
+def test_fsdp_spec_splits_largest_divisible_axis():
+  assert sharding.fsdp_spec((3, 3, 64, 128), 8, 1) == P(None, None, None, sharding.DATA_AXIS)
+  assert sharding.fsdp_spec((3, 3, 64, 130), 8, 1) == P(None, None, sharding.DATA_AXIS)
+  assert sharding.fsdp_spec((7, 5), 8, 1) == P()
+  assert sharding.fsdp_spec((3, 3, 64, 128), 8, 10**9) == P()
+
+
+# --- Bad input: clear errors before anything compiles -----------------------------------------
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.surrogate", "atanh", "unknown surrogate 'atanh'"),
+    ("model.surrogate", "rectangle(alpha=-1)", "alpha > 0"),
+    ("model.T", 0, "T=0 must be >= 1"),
+    ("model.sml_heads", (9,), "out of range.*valid indices are 1..7"),
+    ("model.name", "resnet99", "unknown model 'resnet99'"),
+    ("model.neuron", "izhikevich", "model.neuron='izhikevich' is not allowed"),
+    ("loss.name", "mse", "loss.name='mse' is not allowed"),
+    ("optimizer.name", "lamb", "optimizer.name='lamb' is not allowed"),
+    ("optimizer.learning_rate", 0.0, "learning_rate=0.0 must be > 0"),
+    ("loss.lam", 1.5, "lam=1.5 must lie in"),
+    ("data.source", "kaggle", "source='kaggle' unknown"),
+])
+def test_bad_config_values_are_named(key, value, message):
+  with pytest.raises(ValueError, match=message):
+    config_lib.validate(tiny_config(**{key: value}))
+
+
+def test_sml_loss_without_heads_is_rejected():
+  with pytest.raises(ValueError, match="needs SML heads"):
+    config_lib.validate(tiny_config(**{"model.sml_heads": ()}))
+
+
+def test_batch_not_divisible_by_devices(tmp_path):
+  with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices.*=8"):
+    loop.prepare(tiny_config(batch_size=12), tmp_path)
+
+
+def test_missing_data_folder(tmp_path):
+  config = tiny_config(**{"data.source": "fashion_mnist_idx", "data.folder": str(tmp_path / "no")})
+  with pytest.raises((ValueError, FileNotFoundError), match="dataset-fashion-mnist"):
+    loop.prepare(config, tmp_path / "run")
+
+
+def test_unknown_config_key_fails_in_train_py(tmp_path):
+  code, out = finish(run_train(tmp_path / "run", {"model.widht": 0.5}))
+  assert code != 0
+  assert "widht" in out
+  assert not (tmp_path / "run").exists()
+
+
+# --- End to end on real Fashion-MNIST ----------------------------------------------------------
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_train_then_evaluate_on_real_fashion_mnist(tmp_path):
+  workdir = tmp_path / "fmnist"
+  flags = {**TINY, "max_steps": 24, "log_every_steps": 6, "optimizer.learning_rate": 0.01}
+  code, out = finish(run_train(workdir, flags))
+  assert code == 0, out
+  assert "final test accuracy" in out
+  records = metrics.read_metrics(workdir)
+  train = [r for r in records if r["kind"] == "train"]
+  evals = [r for r in records if r["kind"] == "eval"]
+  assert len(train) == 4 and len(evals) == 1
+  assert train[-1]["loss"] < train[0]["loss"]
+  assert evals[0]["test_accuracy"] > 0.2
+  assert all("firing_rate/sn2" in r and r["images_per_s"] > 0 for r in train)
+  assert (workdir / "config.json").is_file()
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  assert checkpoint.check_workdir(workdir, require_checkpoint=True) == [24]
+
+  result = subprocess.run([sys.executable, "-m", "snnjax.evaluate", "--workdir", str(workdir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert f"test accuracy {evals[0]['test_accuracy']:.4f}" in result.stdout
+  assert "sn1" in result.stdout and "E_SNN" in result.stdout
+
+
+def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "snnjax.evaluate", "--workdir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert "No checkpoint folder" in result.stderr
+
+
+# --- Resume ------------------------------------------------------------------------------------
+
+
+RESUME_FLAGS = {**TINY, **SYNTHETIC, "max_steps": 32, "checkpoint_every_steps": 4,
+                "eval_every_epochs": 100.0}
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+  reference = run_train(tmp_path / "reference", RESUME_FLAGS)
+  interrupted = run_train(tmp_path / "interrupted", RESUME_FLAGS, start_new_session=True)
+  checkpoints = tmp_path / "interrupted" / "checkpoints"
+  deadline = time.time() + 240
+  while not (checkpoints / "4").is_dir() and time.time() < deadline:
+    time.sleep(0.02)
+  assert interrupted.poll() is None, "the run finished before it could be killed"
+  os.killpg(interrupted.pid, signal.SIGKILL)
+  interrupted.wait()
+  killed_at = checkpoint.check_workdir(tmp_path / "interrupted", require_checkpoint=True)
+  assert max(killed_at) < 32
+
+  code, out = finish(run_train(tmp_path / "interrupted", RESUME_FLAGS))
+  assert code == 0, out
+  ref_code, ref_out = finish(reference)
+  assert ref_code == 0, ref_out
+  step_a, params_a = restored_params(tmp_path / "reference")
+  step_b, params_b = restored_params(tmp_path / "interrupted")
+  assert step_a == step_b == 32
+  assert_trees_close(params_a, params_b, atol=1e-6)
+
+
+def test_truncated_latest_checkpoint_is_skipped(tmp_path):
+  flags = {**RESUME_FLAGS, "max_steps": 8}
+  code, out = finish(run_train(tmp_path / "run", flags))
+  assert code == 0, out
+  for f in (tmp_path / "run" / "checkpoints" / "8").rglob("*"):
+    if f.is_file() and f.stat().st_size > 0 and "d" == f.parent.name:
+      f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+  code, out = finish(run_train(tmp_path / "run", {**flags, "max_steps": 12}))
+  assert code == 0, out
+  assert "step 8" in out and "resumed from step 4" in out
+  code, out = finish(run_train(tmp_path / "reference", {**flags, "max_steps": 12}))
+  assert code == 0, out
+  assert_trees_close(restored_params(tmp_path / "run")[1],
+                     restored_params(tmp_path / "reference")[1])
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+  code, out = finish(run_train(tmp_path / "run", {**RESUME_FLAGS, "max_steps": 4}))
+  assert code == 0, out
+  code, out = finish(run_train(tmp_path / "run", {**RESUME_FLAGS, "max_steps": 16,
+                                                  "log_every_steps": 1,
+                                                  "optimizer.learning_rate": 1e30}))
+  assert code == 2
+  assert "non-finite loss at step" in out and "step 4" in out
+  assert checkpoint.check_workdir(tmp_path / "run", require_checkpoint=True) == [4]
+
+
+# --- Multi-process -----------------------------------------------------------------------------
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path):
+  flags = {**RESUME_FLAGS, "max_steps": 8, "batch_size": 8}
+  one_device = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  port = _free_port()
+  workers = [run_train(tmp_path / "multi", flags, env=one_device,
+                       extra=(f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                              f"--process_id={i}")) for i in range(2)]
+  single = run_train(tmp_path / "single", flags,
+                     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  for process in (*workers, single):
+    code, out = finish(process)
+    assert code == 0, out
+  assert_trees_close_up_to_spike_flips(restored_params(tmp_path / "multi")[1],
+                                       restored_params(tmp_path / "single")[1])
