@@ -396,20 +396,31 @@ def _labels(batches):
 
 def test_sharding_epochs_and_eval_padding():
   n, shards, batch = 41, 2, 5
-  per_shard = []
+
+  def train_batches(shard_index, shard_count, batch_size):
+    ds, steps = data.build_pipeline(_IndexSource(n), _keep, batch_size=batch_size, seed=3,
+                                    shard_index=shard_index, shard_count=shard_count,
+                                    train=True, num_epochs=2)
+    return list(ds), steps
+
+  single, single_steps = train_batches(0, 1, batch * shards)
+  assert single_steps == 4  # 41 // 10
+  assert len(single) == 8  # 82 shuffled examples over two epochs -> 8 full global batches
+  stream = _labels(single)
+  assert stream[:40] != sorted(stream[:40])  # shuffled
+  first_epoch = _labels(single[:4])
+  assert len(set(first_epoch)) == 40 and set(first_epoch) <= set(range(n))
+
+  per_process = []
   for index in range(shards):
-    ds, steps = data.build_pipeline(_IndexSource(n), _keep, batch_size=batch, seed=3,
-                                    shard_index=index, shard_count=shards, train=True,
-                                    num_epochs=2)
-    assert steps == 4  # floor(41 / 2) = 20 examples, 4 batches of 5
-    batches = list(ds)
-    assert len(batches) == 8
-    epoch1, epoch2 = _labels(batches[:4]), _labels(batches[4:])
-    assert sorted(epoch1) == sorted(epoch2) and epoch1 != epoch2  # reshuffled each epoch
-    assert len(set(epoch1)) == 20
-    per_shard.append(set(epoch1))
-  assert not per_shard[0] & per_shard[1]
-  assert per_shard[0] | per_shard[1] == set(range(40))  # equal shards drop example 40
+    batches, steps = train_batches(index, shards, batch)
+    assert steps == 4 and len(batches) == 8
+    per_process.append(batches)
+  assert not set(_labels(per_process[0][:4])) & set(_labels(per_process[1][:4]))
+  for step, global_batch in enumerate(single):
+    # The global batch is the processes' rows in order, whatever the process count.
+    rows = np.concatenate([per_process[i][step]["label"] for i in range(shards)])
+    np.testing.assert_array_equal(rows, global_batch["label"])
 
   eval_labels = []
   for index in range(shards):

@@ -8,13 +8,18 @@ Batches are dicts of NumPy arrays, batch-major:
     "label"  int32 [B]
     "mask"   bool [B]: False marks padding examples of the last eval batches
 
-B is the per-process batch. Training pipeline (``train=True``), per process:
+B is the per-process batch, P the process count, G = P B the global batch.
+Training pipeline (``train=True``):
 
-    source -> equal shard (examples shard_index, shard_index + shard_count, ... of the
-    first floor(N / shard_count) * shard_count) -> shuffle (reshuffled every epoch)
-    -> repeat -> augment (per-example RNG) -> batch, drop_remainder
+    source -> shuffle (reshuffled every epoch) -> repeat -> augment (per-example RNG)
+    -> this process's rows of every global batch -> batch B, drop_remainder
 
-Batches run across epoch boundaries; ``steps_per_epoch = floor(N / shard_count) // B``.
+Global batch g is elements [g G, (g + 1) G) of the shuffled, augmented stream,
+and process i reads (and augments) only its rows [g G + i B, g G + (i + 1) B).
+Shuffle and augmentation depend on the seed and the element's global position
+alone, so the global batches are the same for any process count: a job on 2
+processes trains exactly like one on 1. Batches run across epoch boundaries;
+``steps_per_epoch = N // G``.
 Eval pipeline: the shard in order, padded with masked copies up to
 ``steps_per_epoch * B`` examples where steps_per_epoch = ceil(ceil(N / shard_count) / B)
 is the same on every process, so multi-host eval loops stay in step.
@@ -156,10 +161,32 @@ class _PaddedShard:
     return example
 
 
-def _seeds(seed: int, shard_index: int) -> tuple[int, int]:
-  """Shuffle and augmentation seeds (uint32) of one shard, derived from (seed, shard_index)."""
-  shuffle_seed, augment_seed = np.random.SeedSequence([seed, shard_index]).generate_state(2)
+def _seeds(seed: int) -> tuple[int, int]:
+  """Shuffle and augmentation seeds (uint32) derived from ``seed``."""
+  shuffle_seed, augment_seed = np.random.SeedSequence([seed]).generate_state(2)
   return int(shuffle_seed), int(augment_seed)
+
+
+class _ProcessRows(grain.MapDataset):
+  """One process's rows of every global batch: element k is parent[(k // B) G + i B + k % B]."""
+
+  def __init__(self, parent: grain.MapDataset, batch_size: int, shard_index: int,
+               shard_count: int):
+    super().__init__(parent)
+    self._batch, self._offset = batch_size, shard_index * batch_size
+    self._global = batch_size * shard_count
+
+  def __len__(self) -> int:
+    return len(self._parent) // self._global * self._batch
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    global_batch, row = divmod(index, self._batch)
+    return self._parent[global_batch * self._global + self._offset + row]
+
+  def __str__(self) -> str:
+    return f"_ProcessRows(batch={self._batch}, offset={self._offset}, global={self._global})"
 
 
 def _check_sharding(batch_size, seed, shard_index, shard_count, num_epochs):
@@ -200,17 +227,16 @@ def build_pipeline(source: Sequence, transform: Callable[[Mapping, Any], dict], 
   """
   _check_sharding(batch_size, seed, shard_index, shard_count, num_epochs)
   n = len(source)
-  shuffle_seed, augment_seed = _seeds(seed, shard_index)
+  shuffle_seed, augment_seed = _seeds(seed)
   if train:
-    shard_size = n // shard_count
-    steps = shard_size // batch_size
+    global_batch = batch_size * shard_count
+    steps = n // global_batch
     if steps == 0:
-      raise ValueError(f"a shard of {shard_size} examples ({n} in the split / {shard_count} "
-                       f"shards) holds no full batch of batch_size={batch_size}.")
-    ds = grain.MapDataset.source(source)
-    ds = ds[:shard_size * shard_count][shard_index::shard_count]
-    ds = ds.shuffle(seed=shuffle_seed).repeat(num_epochs)
+      raise ValueError(f"the split's {n} examples hold no full global batch of "
+                       f"{global_batch} ({shard_count} processes x batch_size={batch_size}).")
+    ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat(num_epochs)
     ds = ds.random_map(transform, seed=augment_seed)
+    ds = _ProcessRows(ds, batch_size, shard_index, shard_count)
   else:
     if n == 0:
       raise ValueError("the eval split is empty.")
