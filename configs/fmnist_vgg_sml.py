@@ -12,12 +12,12 @@ def get_config():
   c.model.name = "vgg_small"
   c.model.T = 4
   c.model.width = 0.125
-  c.model.sml_heads = (2,)
-  c.model.head_channels = 32
+  c.sml.enabled = True
+  c.sml.heads = (2,)
+  c.sml.head_channels = 32
   c.model.surrogate = "atan(alpha=2.0)"
   c.data.augment.crop_padding = 0
   c.data.augment.flip = True
-  c.loss.name = "sml"
   c.optimizer.name = "adamw"
   c.optimizer.learning_rate = 3e-3
   c.optimizer.weight_decay = 0.02

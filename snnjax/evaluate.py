@@ -25,7 +25,7 @@ def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found: --workdir must be a folder that train.py wrote.")
   config = ml_collections.ConfigDict(json.loads(path.read_text()))
-  config.model.sml_heads = tuple(config.model.sml_heads)
+  config.sml.heads = tuple(config.sml.heads)
   return config
 
 

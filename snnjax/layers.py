@@ -75,7 +75,7 @@ class IF(nn.Module):
   reset: str = "hard"
   detach_reset: bool = False
   surrogate: SurrogateSpec = "atan"
-  unroll: int = 1
+  unroll: int | bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -100,7 +100,7 @@ class LIF(nn.Module):
   reset: str = "hard"
   detach_reset: bool = False
   surrogate: SurrogateSpec = "atan"
-  unroll: int = 1
+  unroll: int | bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -125,7 +125,7 @@ class PLIF(nn.Module):
   reset: str = "hard"
   detach_reset: bool = False
   surrogate: SurrogateSpec = "atan"
-  unroll: int = 1
+  unroll: int | bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:

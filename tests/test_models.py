@@ -155,12 +155,15 @@ def resnet_params(stem_k, stages, widths, classes, hidden=None, stem=64, down_fi
 
 @pytest.mark.parametrize("name,kwargs,shape,expected,published", [
     # Issue targets ~11.2 M / ~12.6 M are rounded to 0.1 M (error <= 0.05 M, i.e. <= 0.45 %).
-    ("resnet18", {}, (1, 32, 32, 3), resnet_params(3, (2, 2, 2, 2), (64, 128, 256, 512), 10), 11.2e6),
+    ("resnet18", {}, (1, 32, 32, 3),
+     resnet_params(3, (2, 2, 2, 2), (64, 128, 256, 512), 10), 11.2e6),
     ("resnet19", {}, (1, 32, 32, 3),
      resnet_params(3, (3, 3, 2), (128, 256, 512), 10, hidden=256), 12.6e6),
     # torchvision's resnet18 / resnet34 (max-pool stem): 11,689,512 and 21,797,672 exactly.
-    ("resnet18", dict(stem="imagenet_maxpool", num_classes=1000), (1, 224, 224, 3), 11_689_512, None),
-    ("resnet34", dict(stem="imagenet_maxpool", num_classes=1000), (1, 224, 224, 3), 21_797_672, None),
+    ("resnet18", dict(stem="imagenet_maxpool", num_classes=1000), (1, 224, 224, 3),
+     11_689_512, None),
+    ("resnet34", dict(stem="imagenet_maxpool", num_classes=1000), (1, 224, 224, 3),
+     21_797_672, None),
     # Stride-2 first stage: one extra 64->64 1x1 shortcut with BN (+4,224).
     ("resnet34", dict(stem="imagenet", num_classes=1000), (1, 224, 224, 3),
      resnet_params(7, (3, 4, 6, 3), (64, 128, 256, 512), 1000, down_first=True), 21_801_896),
@@ -195,8 +198,8 @@ def test_per_step_batchnorm_has_statistics_per_time_step():
 
 
 def test_surrogate_spec_reaches_every_neuron():
-  v = shapes(M.create("vgg_small", T=1, width=1 / 16, surrogate={"name": "rectangle", "alpha": 0.5}),
-             np.zeros((1, 16, 16, 3)))
+  model = M.create("vgg_small", T=1, width=1 / 16, surrogate={"name": "rectangle", "alpha": 0.5})
+  v = shapes(model, np.zeros((1, 16, 16, 3)))
   assert set(v["surrogate"]) == {f"sn{l}" for l in range(1, 8)}
   assert all(set(s) == {"alpha"} for s in v["surrogate"].values())
 
@@ -336,7 +339,7 @@ def test_adaptive_avg_pool_matches_pytorch_bins():
   z = np.arange(16.0).reshape(1, 4, 4, 1)
   np.testing.assert_allclose(adaptive_avg_pool(z, 2)[0, ..., 0],
                              z.reshape(2, 2, 2, 2).mean((1, 3)))   # divisible: plain blocks
-  one = np.full((3, 2, 1, 1, 4), 7.0)                                 # out > in repeats; [T, B, ...]
+  one = np.full((3, 2, 1, 1, 4), 7.0)   # out > in repeats rows; leading [T, B] axes
   assert adaptive_avg_pool(one, 2).shape == (3, 2, 2, 2, 4)
   np.testing.assert_allclose(adaptive_avg_pool(one, 2), 7.0)
 

@@ -24,8 +24,8 @@ FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 
 TINY = {
-    "model.name": "vgg_small", "model.T": 2, "model.width": 0.0625, "model.sml_heads": (2,),
-    "model.head_channels": 8, "loss.name": "sml", "optimizer.learning_rate": 0.01,
+    "model.name": "vgg_small", "model.T": 2, "model.width": 0.0625, "sml.enabled": True,
+    "sml.heads": (2,), "sml.head_channels": 8, "optimizer.learning_rate": 0.01,
     "batch_size": 16, "progress_bar": False, "optimizer.warmup_epochs": 0.0,
 }
 SYNTHETIC = {
@@ -98,7 +98,7 @@ def _step_on(mesh, config, state, batch, fsdp=False):
   tx = optax.adamw(1e-2)
   abstract = jax.eval_shape(lambda: state)
   state_sharding = sharding.state_shardings(abstract, mesh, fsdp=fsdp, fsdp_min_size=64)
-  step = jax.jit(steps.make_train_step(model, tx, config.loss, lambda s: 1e-2),
+  step = jax.jit(steps.make_train_step(model, tx, config, lambda s: 1e-2),
                  in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
                  out_shardings=(state_sharding, sharding.replicated(mesh)))
   state = jax.device_put(state, state_sharding)
@@ -148,13 +148,14 @@ def test_fsdp_spec_splits_largest_divisible_axis():
     ("model.surrogate", "atanh", "unknown surrogate 'atanh'"),
     ("model.surrogate", "rectangle(alpha=-1)", "alpha > 0"),
     ("model.T", 0, "T=0 must be >= 1"),
-    ("model.sml_heads", (9,), "out of range.*valid indices are 1..7"),
+    ("sml.heads", (9,), "out of range.*valid indices are 1..7"),
     ("model.name", "resnet99", "unknown model 'resnet99'"),
     ("model.neuron", "izhikevich", "model.neuron='izhikevich' is not allowed"),
     ("loss.name", "mse", "loss.name='mse' is not allowed"),
+    ("loss.name", "tet", "cannot combine with SML"),
     ("optimizer.name", "lamb", "optimizer.name='lamb' is not allowed"),
     ("optimizer.learning_rate", 0.0, "learning_rate=0.0 must be > 0"),
-    ("loss.lam", 1.5, "lam=1.5 must lie in"),
+    ("sml.lam", 1.5, "lam=1.5 must lie in"),
     ("data.source", "kaggle", "source='kaggle' unknown"),
 ])
 def test_bad_config_values_are_named(key, value, message):
@@ -162,9 +163,9 @@ def test_bad_config_values_are_named(key, value, message):
     config_lib.validate(tiny_config(**{key: value}))
 
 
-def test_sml_loss_without_heads_is_rejected():
-  with pytest.raises(ValueError, match="needs SML heads"):
-    config_lib.validate(tiny_config(**{"model.sml_heads": ()}))
+def test_sml_without_heads_is_rejected():
+  with pytest.raises(ValueError, match="needs heads"):
+    config_lib.validate(tiny_config(**{"sml.heads": ()}))
 
 
 def test_batch_not_divisible_by_devices(tmp_path):
@@ -300,3 +301,17 @@ def test_two_processes_match_one_process(tmp_path):
     assert code == 0, out
   assert_trees_close_up_to_spike_flips(restored_params(tmp_path / "multi")[1],
                                        restored_params(tmp_path / "single")[1])
+
+
+# --- Every experiment config loads and validates -----------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.py")), ids=lambda p: p.stem)
+def test_every_config_file_validates(path):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config_lib.validate(config)
+  assert config.model.T >= 1

@@ -123,7 +123,10 @@ class Ops:
     return cls(surrogate=self.surrogate, name=name, **dict(self.neuron_kwargs))
 
   def conv(self, features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:
-    """Bias-free k x k conv, symmetric padding k // 2 (PyTorch sizes: out = floor((n - 1) / s) + 1 for odd k)."""
+    """Bias-free k x k conv with symmetric padding k // 2 (PyTorch's sizes).
+
+    Output size for odd k: floor((n - 1) / stride) + 1.
+    """
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                    padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=conv_init,

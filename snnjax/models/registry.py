@@ -57,7 +57,10 @@ def allowed_arguments(name: str) -> tuple[str, ...]:
 
 
 def create(name: str, **kwargs: Any) -> SpikingNet:
-  """Builds a registered model; errors (name, argument, neuron, surrogate, head index) are ValueErrors.
+  """Builds a registered model.
+
+  Raises:
+    ValueError: unknown name or argument, bad neuron, surrogate or head index.
 
   All checks happen here, before anything is traced or compiled.
   """

@@ -22,14 +22,17 @@ Stems (``stem``):
 Readout: global average pool over H, W at every step -> [FC hidden -> SN] -> FC
 classes; logits = mean over T of the per-step FC output.
 
-Full-width parameter counts (``jax.eval_shape`` on init, no heads):
-  resnet18, CIFAR stem, 10 classes:        11,173,962
-  resnet19, 10 classes:                    12,631,306
-  resnet34, CIFAR stem, 10 classes:        21,282,122
-  resnet34, ImageNet stem, 1000 classes:   21,801,896
-  sew_resnet34, ImageNet stem, 1000:       21,801,896
-(The ImageNet stem's stride-2 first stage needs a 64->64 conv1x1 shortcut,
-+4,224 parameters over torchvision's 21,797,672.)
+Full-width parameter counts (``jax.eval_shape`` on init, no heads; LIF/IF
+neurons have none, PLIF one per neuron layer):
+  resnet18, CIFAR stem, 10 classes:             11,173,962
+  resnet19, 10 classes:                         12,630,858
+  resnet34, CIFAR stem, 10 classes:             21,282,122
+  resnet18, ImageNet stem, 1000 classes:        11,693,736
+  resnet34, ImageNet stem, 1000 classes:        21,801,896
+  sew_resnet34, ImageNet stem, 1000 classes:    21,801,896
+The "imagenet_maxpool" stem gives torchvision's counts exactly (11,689,512 and
+21,797,672); the "imagenet" stem's stride-2 first stage needs one more 64->64
+conv1x1 + BN shortcut (+4,224).
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ CONNECTIONS = ("spiking", "add")
 
 
 class BasicBlock(nn.Module):
-  """conv3x3(stride)-BN-SN-conv3x3-BN joined with the shortcut, [T, B, H, W, C] -> [T, B, H', W', F]."""
+  """conv3x3(stride)-BN-SN-conv3x3-BN joined with the shortcut.
+
+  [T, B, H, W, C] -> [T, B, H / stride, W / stride, features] (sizes rounded up).
+  """
 
   features: int
   stride: int
@@ -98,7 +104,8 @@ class ResNet(SpikingNet):
     if self.stem not in STEMS:
       raise ValueError(f"unknown stem {self.stem!r}; allowed: {', '.join(STEMS)}.")
     if self.connection not in CONNECTIONS:
-      raise ValueError(f"unknown connection {self.connection!r}; allowed: {', '.join(CONNECTIONS)}.")
+      raise ValueError(
+          f"unknown connection {self.connection!r}; allowed: {', '.join(CONNECTIONS)}.")
     if len(self.stage_blocks) != len(self.stage_widths):
       raise ValueError(f"stage_blocks {self.stage_blocks} and stage_widths {self.stage_widths} "
                        "need the same length.")

@@ -9,8 +9,6 @@ is compiled.
     seed                    PRNG seed of initialisation, shuffling and augmentation.
     model.name              a name from snnjax.models.names().
     model.T                 time steps (>= 1).
-    model.sml_heads         1-based block indices followed by a Surrogate Module head; () = none.
-    model.head_channels     k, channels of the SML heads.
     model.neuron            "lif" | "if" | "plif".
     model.tau, .decay_input  LIF/PLIF leak (time steps) and input decay (not used by IF).
     model.v_threshold, .v_reset, .reset, .detach_reset   neuron settings (snnjax.neurons).
@@ -20,8 +18,11 @@ is compiled.
     model.bn_momentum       BatchNorm running-average momentum.
     model.options           model-specific arguments (stem, depth, form, ann, ...).
     data                    see snnjax.data.config (source, folder, augmentation, ...).
-    loss.name               "ce" | "sml" | "tet".
-    loss.alpha, .lam, .temperature   SML loss (snnjax.losses.sml_loss).
+    sml.enabled             train with Surrogate Module Learning heads and the SML loss.
+    sml.heads               1-based block indices each followed by a surrogate module.
+    sml.head_channels       k, channels of the surrogate modules.
+    sml.alpha, .lam, .temperature   the SML loss (snnjax.losses.sml_loss).
+    loss.name               "ce" | "tet": the loss without SML (with SML, the SML loss).
     loss.tet_lam            TET's MSE weight.
     loss.lipschitz_weight   beta_lr of the Lipschitz penalty; 0 = off.
     optimizer.name          "adamw" | "adam" | "sgd".
@@ -56,13 +57,14 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.model = ml_collections.ConfigDict(dict(
-      name="vgg_small", T=4, sml_heads=(), head_channels=256, neuron="lif", tau=2.0,
+      name="vgg_small", T=4, neuron="lif", tau=2.0,
       decay_input=False, v_threshold=1.0, v_reset=0.0, reset="hard", detach_reset=False,
       surrogate="atan(alpha=2.0)", width=1.0, dtype="float32", bn_momentum=0.9,
       options=ml_collections.ConfigDict()))
   c.data = data.default_config()
-  c.loss = ml_collections.ConfigDict(dict(
-      name="ce", alpha=0.5, lam=0.9, temperature=3.0, tet_lam=1e-3, lipschitz_weight=0.0))
+  c.sml = ml_collections.ConfigDict(dict(
+      enabled=False, heads=(), head_channels=256, alpha=0.5, lam=0.9, temperature=3.0))
+  c.loss = ml_collections.ConfigDict(dict(name="ce", tet_lam=1e-3, lipschitz_weight=0.0))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-3, weight_decay=0.0, b1=0.9, b2=0.999, momentum=0.9,
       nesterov=False, clip_norm=0.0, schedule="cosine", warmup_epochs=0.0))
@@ -100,8 +102,9 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
   _choice(m.neuron, tuple(layers.NEURONS), "model.neuron")
   _choice(m.dtype, tuple(DTYPES), "model.dtype")
   return models.create(
-      m.name, num_classes=num_classes, T=m.T, sml_heads=tuple(m.sml_heads),
-      head_channels=m.head_channels, neuron=m.neuron, neuron_kwargs=neuron_kwargs(m),
+      m.name, num_classes=num_classes, T=m.T,
+      sml_heads=tuple(config.sml.heads) if config.sml.enabled else (),
+      head_channels=config.sml.head_channels, neuron=m.neuron, neuron_kwargs=neuron_kwargs(m),
       surrogate=m.surrogate, width=m.width, dtype=DTYPES[m.dtype], bn_momentum=m.bn_momentum,
       **m.options.to_dict())
 
@@ -117,9 +120,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _positive(config.optimizer.learning_rate, "optimizer.learning_rate")
   _positive(config.optimizer.weight_decay, "optimizer.weight_decay", strict=False)
   _positive(config.loss.lipschitz_weight, "loss.lipschitz_weight", strict=False)
-  if not 0 <= config.loss.lam <= 1:
-    raise ValueError(f"config.loss.lam={config.loss.lam} must lie in [0, 1].")
-  _positive(config.loss.temperature, "loss.temperature")
+  if not 0 <= config.sml.lam <= 1:
+    raise ValueError(f"config.sml.lam={config.sml.lam} must lie in [0, 1].")
+  _positive(config.sml.temperature, "sml.temperature")
+  _positive(config.sml.alpha, "sml.alpha", strict=False)
   _positive(config.batch_size, "batch_size")
   _positive(config.num_epochs, "num_epochs")
   _positive(config.max_steps, "max_steps", strict=False)
@@ -127,8 +131,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _positive(config.eval_every_epochs, "eval_every_epochs")
   _positive(config.checkpoint_every_steps, "checkpoint_every_steps", strict=False)
   _positive(config.keep_checkpoints, "keep_checkpoints")
-  if config.loss.name == "sml" and not config.model.sml_heads:
-    raise ValueError("config.loss.name='sml' needs SML heads: set config.model.sml_heads, "
-                     "e.g. '(3, 6)', or use loss.name='ce'.")
+  if config.sml.enabled and not config.sml.heads:
+    raise ValueError("config.sml.enabled=True needs heads: set config.sml.heads, e.g. '(3, 6)', "
+                     "or --config.sml.enabled=False.")
+  if config.sml.enabled and config.loss.name != "ce":
+    raise ValueError(f"config.loss.name={config.loss.name!r} cannot combine with SML, whose loss "
+                     "has its own CE terms; use loss.name='ce' or --config.sml.enabled=False.")
   data.validate_config(config.data)
   build_model(config, num_classes=config.data.num_classes or 10)

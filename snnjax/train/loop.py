@@ -133,7 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir.mkdir(parents=True, exist_ok=True)
   _write_config(workdir, config)
 
-  train_step = jax.jit(steps.make_train_step(exp.model, exp.tx, config.loss, exp.schedule),
+  train_step = jax.jit(steps.make_train_step(exp.model, exp.tx, config, exp.schedule),
                        in_shardings=(exp.state_sharding, sharding.batch_sharding(mesh)),
                        out_shardings=(exp.state_sharding, sharding.replicated(mesh)),
                        donate_argnums=0)

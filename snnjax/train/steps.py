@@ -19,7 +19,7 @@ from flax import struct
 from snnjax import energy, layers, losses
 
 Array = jax.Array
-LOSSES = ("ce", "sml", "tet")
+LOSSES = ("ce", "tet")
 
 
 @struct.dataclass
@@ -70,12 +70,16 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: Array,
 
 
 def task_loss(config: ml_collections.ConfigDict, out, labels: Array) -> dict[str, Array]:
-  """The configured loss ("ce", "sml", "tet") and its parts; "loss" is the total."""
-  if config.name == "sml":
-    return losses.sml_loss_parts(out.logits, out.aux_logits, labels, alpha=config.alpha,
-                                 lam=config.lam, temperature=config.temperature)
-  if config.name == "tet":
-    return {"loss": losses.tet_loss(out.logits_seq, labels, lam=config.tet_lam)}
+  """The loss ``config`` selects and its parts; "loss" is the total.
+
+  With ``config.sml.enabled`` the SML loss (heads' logits in ``out.aux_logits``),
+  else ``config.loss.name``: "ce" on the time-mean logits or "tet" per step.
+  """
+  if config.sml.enabled:
+    return losses.sml_loss_parts(out.logits, out.aux_logits, labels, alpha=config.sml.alpha,
+                                 lam=config.sml.lam, temperature=config.sml.temperature)
+  if config.loss.name == "tet":
+    return {"loss": losses.tet_loss(out.logits_seq, labels, lam=config.loss.tet_lam)}
   return {"loss": losses.cross_entropy(out.logits, labels)}
 
 
@@ -85,7 +89,7 @@ def _variables(state: TrainState, params: Any) -> dict[str, Any]:
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    loss_config: ml_collections.ConfigDict,
+                    config: ml_collections.ConfigDict,
                     schedule: optax.Schedule) -> Callable[[TrainState, dict], tuple]:
   """A pure train step: forward (train mode, SML heads on), loss, backward, optax update.
 
@@ -93,13 +97,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   Lipschitz penalty, gradient global norm, learning rate, and every neuron
   layer's firing rate (spikes per neuron per time step).
   """
-  lipschitz_weight = loss_config.lipschitz_weight
+  lipschitz_weight = config.loss.lipschitz_weight
 
   def loss_fn(params, state, batch, dropout_key):
     out, updates = model.apply(_variables(state, params), model_input(batch["image"]),
                                train=True, mutable=["batch_stats", layers.ACTIVITY_COLLECTION],
                                rngs={"dropout": dropout_key})
-    parts = task_loss(loss_config, out, batch["label"])
+    parts = task_loss(config, out, batch["label"])
     lipschitz_state = state.lipschitz
     if lipschitz_weight:
       penalty, lipschitz_state = losses.lipschitz_penalty(params, state.lipschitz)

@@ -1,0 +1,22 @@
+"""CIFAR10-DVS, VGGSNN, T=10 frames at 48x48, Surrogate Module Learning (DVS setting).
+
+Events as SpikingJelly's events_np layout under config.data.folder (one .npz per
+sample in class folders). SML DVS setting: lambda=1/3, alpha=1, T_dis=3.
+"""
+
+from snnjax.train import recipes
+
+
+def get_config():
+  c = recipes.sml_cifar("cifar10", "vggsnn", T=10)
+  c.sml.update(dict(heads=(2, 4), alpha=1.0, lam=1 / 3, head_channels=128))
+  c.data.source = "events"
+  c.data.name = "cifar10"
+  c.data.folder = "/data/cifar10-dvs"
+  c.data.image_size = 48
+  c.data.events.update(dict(num_frames=10, split_by="number", sensor_size=(128, 128)))
+  c.data.augment.update(dict(crop_padding=4, flip=True))
+  c.optimizer.update(dict(learning_rate=1e-3, weight_decay=0.02))
+  c.batch_size = 64
+  c.num_epochs = 200.0
+  return c
