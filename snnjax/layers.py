@@ -11,7 +11,8 @@ float32 scalars in the non-trainable ``"surrogate"`` collection, initialised
 from the module's ``surrogate`` attribute. Schedules and controllers update that
 collection between steps; being array values, the updates never recompile.
 Each neuron module also sows its mean firing rate (spikes per neuron per time
-step) into the ``"intermediates"`` collection when that collection is mutable.
+step), and for compact-support surrogates the share of pre-activations inside
+the support, into the ``"intermediates"`` collection when it is mutable.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ Array = jax.Array
 SURROGATE_COLLECTION = "surrogate"
 ACTIVITY_COLLECTION = "intermediates"
 FIRING_RATE = "firing_rate"
+SUPPORT_FRACTION = "support_fraction"
 
 #: A surrogate, its name ("atan"), or a mapping {"name": "atan", "alpha": 2.0}.
 SurrogateSpec = surrogates.AnySurrogate | str | Mapping[str, Any]
@@ -62,9 +64,32 @@ def surrogate_state(module: nn.Module, spec: SurrogateSpec) -> surrogates.AnySur
   return surrogates.with_parameters(surrogate, values)
 
 
-def record_firing_rate(module: nn.Module, spikes: Array) -> None:
-  """Sows mean(spikes): spikes per neuron per time step, a float32 scalar."""
-  module.sow(ACTIVITY_COLLECTION, FIRING_RATE, jnp.mean(spikes.astype(jnp.float32)))
+def _base_name(surrogate: surrogates.AnySurrogate) -> str:
+  return surrogate.base.name if isinstance(surrogate, surrogates.ScaledSurrogate) else surrogate.name
+
+
+def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
+  """Runs a multi-step neuron with the module's surrogate state; records activity.
+
+  When the ``"intermediates"`` collection is mutable it sows, per layer:
+  ``firing_rate`` = mean(spikes), spikes per neuron per time step; and, for
+  compact-support surrogates, ``support_fraction`` = mean(|h - v_threshold| <
+  halfwidth), the share of pre-activations (over time, batch and neurons) whose
+  surrogate gradient can be non-zero.
+  """
+  surrogate = surrogate_state(module, module.surrogate)
+  record = module.is_mutable_collection(ACTIVITY_COLLECTION)
+  out = neuron_fn(x, v_threshold=module.v_threshold, v_reset=module.v_reset, reset=module.reset,
+                  detach_reset=module.detach_reset, surrogate=surrogate, unroll=module.unroll,
+                  return_charge=record, **neuron_kwargs)
+  spikes = out[0]
+  if record:
+    module.sow(ACTIVITY_COLLECTION, FIRING_RATE, jnp.mean(spikes.astype(jnp.float32)))
+    if _base_name(surrogate) in surrogates.COMPACT_SUPPORT:
+      x_rel = out[2].astype(jnp.float32) - module.v_threshold
+      inside = jnp.abs(x_rel) < surrogates.support_halfwidth(surrogate)
+      module.sow(ACTIVITY_COLLECTION, SUPPORT_FRACTION, jnp.mean(inside.astype(jnp.float32)))
+  return spikes
 
 
 class IF(nn.Module):
@@ -79,11 +104,7 @@ class IF(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    spikes, _ = neurons.if_(x, v_threshold=self.v_threshold, v_reset=self.v_reset,
-                            reset=self.reset, detach_reset=self.detach_reset,
-                            surrogate=surrogate_state(self, self.surrogate), unroll=self.unroll)
-    record_firing_rate(self, spikes)
-    return spikes
+    return fire(self, neurons.if_, x)
 
 
 class LIF(nn.Module):
@@ -104,12 +125,7 @@ class LIF(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    spikes, _ = neurons.lif(x, tau=self.tau, v_threshold=self.v_threshold, v_reset=self.v_reset,
-                            decay_input=self.decay_input, reset=self.reset,
-                            detach_reset=self.detach_reset,
-                            surrogate=surrogate_state(self, self.surrogate), unroll=self.unroll)
-    record_firing_rate(self, spikes)
-    return spikes
+    return fire(self, neurons.lif, x, tau=self.tau, decay_input=self.decay_input)
 
 
 class PLIF(nn.Module):
@@ -131,12 +147,7 @@ class PLIF(nn.Module):
   def __call__(self, x: Array) -> Array:
     w0 = neurons.plif_w_from_tau(self.tau)
     w = self.param("w", lambda _: jnp.asarray(w0, jnp.float32))
-    spikes, _ = neurons.plif(x, w, v_threshold=self.v_threshold, v_reset=self.v_reset,
-                             decay_input=self.decay_input, reset=self.reset,
-                             detach_reset=self.detach_reset,
-                             surrogate=surrogate_state(self, self.surrogate), unroll=self.unroll)
-    record_firing_rate(self, spikes)
-    return spikes
+    return fire(self, lambda x, **kw: neurons.plif(x, w, **kw), x, decay_input=self.decay_input)
 
 
 NEURONS: dict[str, type[nn.Module]] = {"if": IF, "lif": LIF, "plif": PLIF}

@@ -102,7 +102,7 @@ def fire_and_reset(h: Array, *, v_threshold: ArrayLike, v_reset: ArrayLike, rese
 
 
 def _run(charge: Callable[[Array, Array], Array], x_seq: Array, *, v_threshold, v_reset, reset,
-         detach_reset, surrogate, v_init, trace, unroll) -> tuple[Array, Array]:
+         detach_reset, surrogate, v_init, trace, unroll, return_charge=False) -> tuple:
   """Scans ``charge`` + :func:`fire_and_reset` over the leading axis of x_seq."""
   _check_sequence(x_seq)
   _check_reset(reset)
@@ -116,18 +116,17 @@ def _run(charge: Callable[[Array, Array], Array], x_seq: Array, *, v_threshold, 
     h = charge(v, x)
     v, s = fire_and_reset(h, v_threshold=v_threshold, v_reset=v_reset, reset=reset,
                           detach_reset=detach_reset, surrogate=surrogate)
-    return v, (s, v) if trace else s
+    return v, (s, v if trace else None, h if return_charge else None)
 
-  v_final, outputs = jax.lax.scan(step, v0, x_seq, unroll=unroll)
-  if trace:
-    return outputs
-  return outputs, v_final
+  v_final, (spikes, v_seq, h_seq) = jax.lax.scan(step, v0, x_seq, unroll=unroll)
+  membrane = v_seq if trace else v_final
+  return (spikes, membrane, h_seq) if return_charge else (spikes, membrane)
 
 
 def if_(x_seq: Array, v_threshold: ArrayLike = 1.0, v_reset: ArrayLike = 0.0, reset: str = "hard",
         detach_reset: bool = False, surrogate: surrogates.AnySurrogate | None = None,
-        v_init: Array | None = None, trace: bool = False, unroll: int | bool = 1
-        ) -> tuple[Array, Array]:
+        v_init: Array | None = None, trace: bool = False, unroll: int | bool = 1,
+        return_charge: bool = False) -> tuple[Array, ...]:
   """Multi-step integrate-and-fire: h = v + x, then fire and reset.
 
   Args:
@@ -140,20 +139,22 @@ def if_(x_seq: Array, v_threshold: ArrayLike = 1.0, v_reset: ArrayLike = 0.0, re
     v_init: initial membrane [...]; default v_reset.
     trace: return the membrane after every step [T, ...] instead of the final one.
     unroll: passed to ``jax.lax.scan``.
+    return_charge: also return the charged membrane h [T, ...] (before firing
+      and reset; spikes are H(h - v_threshold)), for analysis.
 
   Returns:
-    (spikes [T, ...], membrane).
+    (spikes [T, ...], membrane), or (spikes, membrane, h) with return_charge.
   """
   return _run(charge_if, x_seq, v_threshold=v_threshold, v_reset=v_reset, reset=reset,
               detach_reset=detach_reset, surrogate=surrogate, v_init=v_init, trace=trace,
-              unroll=unroll)
+              unroll=unroll, return_charge=return_charge)
 
 
 def lif(x_seq: Array, tau: ArrayLike = 2.0, v_threshold: ArrayLike = 1.0,
         v_reset: ArrayLike = 0.0, decay_input: bool = False, reset: str = "hard",
         detach_reset: bool = False, surrogate: surrogates.AnySurrogate | None = None,
-        v_init: Array | None = None, trace: bool = False, unroll: int | bool = 1
-        ) -> tuple[Array, Array]:
+        v_init: Array | None = None, trace: bool = False, unroll: int | bool = 1,
+        return_charge: bool = False) -> tuple[Array, ...]:
   """Multi-step leaky integrate-and-fire with time constant tau (time steps, >= 1).
 
   decay_input=False: h = v - (v - v_reset)/tau + x; True: h = v + (x - (v - v_reset))/tau.
@@ -165,13 +166,14 @@ def lif(x_seq: Array, tau: ArrayLike = 2.0, v_threshold: ArrayLike = 1.0,
                              decay_input=decay_input)
   return _run(charge, x_seq, v_threshold=v_threshold, v_reset=v_reset, reset=reset,
               detach_reset=detach_reset, surrogate=surrogate, v_init=v_init, trace=trace,
-              unroll=unroll)
+              unroll=unroll, return_charge=return_charge)
 
 
 def plif(x_seq: Array, w: ArrayLike, v_threshold: ArrayLike = 1.0, v_reset: ArrayLike = 0.0,
          decay_input: bool = True, reset: str = "hard", detach_reset: bool = False,
          surrogate: surrogates.AnySurrogate | None = None, v_init: Array | None = None,
-         trace: bool = False, unroll: int | bool = 1) -> tuple[Array, Array]:
+         trace: bool = False, unroll: int | bool = 1,
+         return_charge: bool = False) -> tuple[Array, ...]:
   """Multi-step parametric LIF: LIF with leak k = sigmoid(w) = 1/tau, w learnable.
 
   tau = 1 + exp(-w) > 1 for every real w; gradients flow into w. Use
@@ -184,7 +186,7 @@ def plif(x_seq: Array, w: ArrayLike, v_threshold: ArrayLike = 1.0, v_reset: Arra
                              decay_input=decay_input)
   return _run(charge, x_seq, v_threshold=v_threshold, v_reset=v_reset, reset=reset,
               detach_reset=detach_reset, surrogate=surrogate, v_init=v_init, trace=trace,
-              unroll=unroll)
+              unroll=unroll, return_charge=return_charge)
 
 
 def plif_w_from_tau(tau: float) -> float:

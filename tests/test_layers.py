@@ -136,3 +136,25 @@ def test_time_helper_errors():
     L.time_major_input(jnp.zeros((4, 4)), 4)
   with pytest.raises(ValueError, match="not a multiple of T=3"):
     L.unfold_time(jnp.zeros((8, 2)), 3)
+
+
+def test_support_fraction_is_sown_for_compact_surrogates_and_shrinks_with_width():
+  fractions = []
+  for alpha in (0.5, 2.0, 8.0):  # rectangle half-width 1/(2 alpha): 1, 0.25, 0.0625
+    model = TinyNet(surrogate=S.rectangle(alpha))
+    variables = model.init(jax.random.key(1), _images())
+    _, state = model.apply(variables, _images(), mutable=["batch_stats", L.ACTIVITY_COLLECTION])
+    (fraction,) = state[L.ACTIVITY_COLLECTION]["LIF_0"][L.SUPPORT_FRACTION]
+    fractions.append(float(fraction))
+  assert 0 < fractions[2] < fractions[1] < fractions[0] <= 1
+  model = TinyNet(surrogate="atan")
+  variables = model.init(jax.random.key(1), _images())
+  _, state = model.apply(variables, _images(), mutable=["batch_stats", L.ACTIVITY_COLLECTION])
+  assert L.SUPPORT_FRACTION not in state[L.ACTIVITY_COLLECTION]["LIF_0"]
+
+
+def test_return_charge_gives_the_pre_reset_membrane():
+  x = jnp.asarray([0.6, 0.8, 0.2])
+  spikes, _, h = N.lif(x, tau=2.0, return_charge=True)
+  np.testing.assert_allclose(np.asarray(h), [0.6, 1.1, 0.2], atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(spikes), np.asarray(h >= 1.0))

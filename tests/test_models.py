@@ -22,8 +22,9 @@ from snnjax.models.common import adaptive_avg_pool
 
 T = 2
 TINY = dict(T=T, width=1 / 16, head_channels=8)
-# XLA's backend optimisations cost compile time and buy nothing at this size.
-FAST = {"xla_backend_optimization_level": 0}
+# XLA's backend optimisations and new CPU fusion emitters cost compile time
+# (2-3x) and buy nothing at this size.
+FAST = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 def key(seed=0):
@@ -102,8 +103,6 @@ def test_forward_backward(name, kwargs, shape, stem, after_heads):
   assert [a.shape for a in out.aux_logits] == [(2, 5)] * n_heads
   assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(variables["params"])
   assert set(updates) == {"batch_stats", "intermediates"}   # firing rates in intermediates
-  eval_out = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
-  assert eval_out.aux_logits == () and eval_out.logits.shape == (2, 5)
   if step is None:
     return
   np.testing.assert_allclose(out.logits, out.logits_seq.mean(0), rtol=1e-6, atol=1e-6)
