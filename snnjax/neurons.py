@@ -28,6 +28,7 @@ spikes [T, ...] in x's dtype and the final membrane v [...] (or, with
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -193,7 +194,7 @@ def plif_w_from_tau(tau: float) -> float:
   """The PLIF parameter w with 1 + exp(-w) = tau, i.e. w = -log(tau - 1); needs tau > 1."""
   if tau <= 1:
     raise ValueError(f"PLIF needs an initial tau > 1, got tau={tau}.")
-  return -float(jnp.log(tau - 1))
+  return -math.log(tau - 1)
 
 
 # ---------------------------------------------------------------------------

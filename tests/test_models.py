@@ -6,7 +6,8 @@ Compilation dominates: XLA on CPU spends ~50 ms per fusion, so variables are
 mostly made with ``lazy_init`` run eagerly (only the initialisers run, and their
 compiled kernels are cached across models), PRNG keys use the "rbg"
 implementation (threefry's draws compile several times slower on CPU), and the
-jitted steps compile without XLA's backend optimisations.
+jitted steps compile with XLA's backend optimisations and new CPU fusion
+emitters off (see FAST).
 """
 
 import flax.linen as nn
@@ -309,6 +310,10 @@ def test_init_under_jit_gives_the_contract_collections():
   variables = run_fast(lambda k: model.init(k, x, train=False), key(4))
   assert set(variables) == {"params", "batch_stats", "surrogate"}
   assert "sml_head_2" in variables["params"] and "sml_head_2" in variables["batch_stats"]
+  train_out, _ = jax.eval_shape(
+      lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]), variables)
+  eval_out = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+  assert len(train_out.aux_logits) == 1 and eval_out.aux_logits == ()
   lazy = init(model, x.shape)
   assert jax.tree_util.tree_structure(lazy) == jax.tree_util.tree_structure(variables)
   kernel = variables["params"]["conv2"]["kernel"]   # 3x3, 4 -> 4 channels: std sqrt(2 / (9 * 4))

@@ -13,6 +13,7 @@ mean over T (Direct encoding + rate readout; no extra decoder).
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -156,7 +157,7 @@ class Ops:
 def check_head_indices(sml_heads: Any, num_blocks: int, model: str) -> None:
   """Raises ValueError unless sml_heads is a sequence of distinct ints in 1..num_blocks."""
   try:
-    indices = [int(i) for i in sml_heads]
+    indices = [operator.index(i) for i in sml_heads]
   except TypeError:
     raise ValueError(f"sml_heads must be a sequence of block indices, got {sml_heads!r}.") from None
   bad = [i for i in indices if not 1 <= i <= num_blocks]
