@@ -1,10 +1,12 @@
 """Flax modules around the pure neurons, and helpers for the time axis.
 
-Tensors inside a model are time-major: [T, B, ...]. Flax's Conv, Dense,
-BatchNorm and pooling act on any number of leading batch axes, so they apply to
+Tensors inside a model are time-major: [T, B, ...]. Flax's Conv, Dense and
+BatchNorm act on any number of leading batch axes, so they apply to
 [T, B, H, W, C] directly, exactly as on the merged [T*B, H, W, C] view (BatchNorm
 statistics are then shared over time, as in the reference code of Surrogate
-Module Learning). Neuron modules scan over T.
+Module Learning). Flax pooling with explicit padding needs one batch axis: fold
+T into the batch first (:func:`fold_time`; ``snnjax.models.common.pool2d``
+does). Neuron modules scan over T.
 
 Each neuron module keeps its surrogate's parameters (alpha, width, beta, ...) as
 float32 scalars in the non-trainable ``"surrogate"`` collection, initialised
@@ -92,8 +94,16 @@ def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   return spikes
 
 
-class IF(nn.Module):
-  """Integrate-and-fire over [T, ...]: h = v + x; see :func:`snnjax.neurons.if_`."""
+class SpikingNeuron(nn.Module):
+  """Settings every neuron module shares (a base class, not a neuron).
+
+  Attributes:
+    v_threshold: firing threshold. v_reset: reset and resting potential.
+    reset: "hard" | "soft". detach_reset: no gradient through the reset.
+    surrogate: a surrogate, its name or spec string, or a {"name": ...} mapping.
+    unroll: ``jax.lax.scan`` unrolling of the time loop (True: fully, which lets
+      XLA fuse the steps; fine for the usual T <= 16).
+  """
 
   v_threshold: float = 1.0
   v_reset: float = 0.0
@@ -102,12 +112,16 @@ class IF(nn.Module):
   surrogate: SurrogateSpec = "atan"
   unroll: int | bool = True
 
+
+class IF(SpikingNeuron):
+  """Integrate-and-fire over [T, ...]: h = v + x; see :func:`snnjax.neurons.if_`."""
+
   @nn.compact
   def __call__(self, x: Array) -> Array:
     return fire(self, neurons.if_, x)
 
 
-class LIF(nn.Module):
+class LIF(SpikingNeuron):
   """Leaky integrate-and-fire over [T, ...]; see :func:`snnjax.neurons.lif`.
 
   Defaults are the neuron of Surrogate Module Learning: tau=2,
@@ -115,33 +129,21 @@ class LIF(nn.Module):
   """
 
   tau: float = 2.0
-  v_threshold: float = 1.0
-  v_reset: float = 0.0
   decay_input: bool = False
-  reset: str = "hard"
-  detach_reset: bool = False
-  surrogate: SurrogateSpec = "atan"
-  unroll: int | bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     return fire(self, neurons.lif, x, tau=self.tau, decay_input=self.decay_input)
 
 
-class PLIF(nn.Module):
+class PLIF(SpikingNeuron):
   """Parametric LIF over [T, ...]: a learnable scalar w per layer, tau = 1 + exp(-w).
 
   ``tau`` is the initial time constant (> 1); see :func:`snnjax.neurons.plif`.
   """
 
   tau: float = 2.0
-  v_threshold: float = 1.0
-  v_reset: float = 0.0
   decay_input: bool = True
-  reset: str = "hard"
-  detach_reset: bool = False
-  surrogate: SurrogateSpec = "atan"
-  unroll: int | bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
