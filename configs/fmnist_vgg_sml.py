@@ -19,7 +19,7 @@ def get_config():
   c.data.augment.crop_padding = 0
   c.data.augment.flip = True
   c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 3e-3
+  c.optimizer.learning_rate = 8e-3
   c.optimizer.weight_decay = 0.02
   c.optimizer.warmup_epochs = 0.05
   c.batch_size = 64

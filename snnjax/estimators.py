@@ -55,16 +55,16 @@ from snnjax import layers, surrogates
 Array = jax.Array
 
 #: Name of the per-layer support fraction the neuron modules sow into "intermediates".
-SUPPORT_FRACTION = "support_fraction"
+SUPPORT_FRACTION = layers.SUPPORT_FRACTION
 
 #: GSG defaults, snnjax's choice (the paper does not publish them). For
 #: h(x) = a beta sech^2(beta x) the half width at half maximum is 0.88/beta.
 #: beta_min = 0.5: a = 2, peak 1 (the peak of atan(2) and sigmoid(4)), half
 #: width 1.76, wider than any standard surrogate, so nearly every membrane of a
 #: BN-normalised layer (threshold 1) receives gradient early on. beta_max = 5:
-#: a = 1, half width 0.18, about 2.5x sharper than atan(2) / sigmoid(4), close to
-#: the step while a useful share of neurons still passes gradient. The ratio
-#: is one decade.
+#: a = 1, half width 0.18, 2-2.5x sharper than atan(2) / sigmoid(4) (half
+#: widths 0.32 / 0.44), close to the step while a useful share of neurons still
+#: passes gradient. The range spans one decade.
 GSG_BETA_MIN = 0.5
 GSG_BETA_MAX = 5.0
 
@@ -106,6 +106,14 @@ SCHEDULES: dict[str, Callable[[Any, Any, Array], Array]] = {
 }
 
 
+def _check_lengths(unit: str, steps_per_epoch: int, total_steps: int) -> None:
+  if unit not in UNITS:
+    raise ValueError(f"unknown schedule unit {unit!r}; allowed: {', '.join(UNITS)}.")
+  if steps_per_epoch < 1 or total_steps < 1:
+    raise ValueError(f"steps_per_epoch={steps_per_epoch} and total_steps={total_steps} "
+                     "must be >= 1.")
+
+
 def progress(step: Array, steps_per_epoch: int, total_steps: int, unit: str = "step") -> Array:
   """Training progress p in [0, 1] after ``step`` optimiser steps, float32.
 
@@ -115,10 +123,7 @@ def progress(step: Array, steps_per_epoch: int, total_steps: int, unit: str = "s
   only at epoch boundaries. p is clipped to [0, 1] (runs longer than the
   schedule keep the end value).
   """
-  if unit not in UNITS:
-    raise ValueError(f"unknown schedule unit {unit!r}; allowed: {', '.join(UNITS)}.")
-  if steps_per_epoch < 1 or total_steps < 1:
-    raise ValueError(f"steps_per_epoch={steps_per_epoch} and total_steps={total_steps} must be >= 1.")
+  _check_lengths(unit, steps_per_epoch, total_steps)
   step = jnp.asarray(step).astype(jnp.float32)
   if unit == "epoch":
     p = jnp.floor(step / steps_per_epoch) * (steps_per_epoch / total_steps)
@@ -132,6 +137,7 @@ def make_schedule(kind: str, start: float, end: float, *, unit: str, steps_per_e
   """step (int, may be traced) -> float32 value of the schedule ``kind`` from start to end."""
   if kind not in SCHEDULES:
     raise ValueError(f"unknown schedule kind {kind!r}; allowed: {', '.join(SCHEDULES)}.")
+  _check_lengths(unit, steps_per_epoch, total_steps)
   fn = SCHEDULES[kind]
   return lambda step: jnp.asarray(
       fn(start, end, progress(step, steps_per_epoch, total_steps, unit)), jnp.float32)

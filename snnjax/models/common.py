@@ -13,6 +13,7 @@ mean over T (Direct encoding + rate readout; no extra decoder).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,6 +32,9 @@ Array = jax.Array
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 HEAD_PREFIX = "sml_head_"
+
+#: Rematerialisation (activation checkpointing) options; see :class:`SpikingNet`.
+REMAT = ("none", "block", "neuron")
 
 
 @struct.dataclass
@@ -83,6 +87,22 @@ def pool2d(x: Array, kind: str, window: int, stride: int, pad: int = 0) -> Array
   return y.reshape(*lead, *y.shape[1:])
 
 
+@functools.cache
+def remat_class(cls: type[nn.Module], static_argnums: tuple[int, ...] = ()) -> type[nn.Module]:
+  """``cls`` under Flax's lifted ``jax.checkpoint`` (cached: one wrapped class per ``cls``).
+
+  ``static_argnums`` count ``self`` as 0 (Flax's convention). The wrapped module
+  has the same variables as ``cls`` when given the same ``name``.
+  """
+  return nn.remat(cls, static_argnums=static_argnums)
+
+
+def check_remat(remat: str) -> None:
+  """Raises ValueError unless ``remat`` is one of :data:`REMAT`."""
+  if remat not in REMAT:
+    raise ValueError(f"unknown remat {remat!r}; allowed: {', '.join(REMAT)}.")
+
+
 def scale_width(channels: int, width: float) -> int:
   """Channels after the width multiplier: max(1, round(channels * width))."""
   return max(1, int(round(channels * width)))
@@ -106,6 +126,8 @@ class Ops:
       shared over time (merged T*B axis). True: one per (time step, channel), as in
       "Revisiting Batch Normalization for Training Low-latency Deep Spiking Neural
       Networks from Scratch" (BNTT); parameters then depend on T.
+    remat: "none", "block" or "neuron"; see :class:`SpikingNet`. ``act`` applies
+      "neuron"; models apply "block" to their blocks with :meth:`block`.
   """
 
   neuron: str = "lif"
@@ -115,13 +137,34 @@ class Ops:
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   bn_per_step: bool = False
+  remat: str = "none"
 
   def act(self, name: str) -> Callable[[Array], Array]:
-    """The activation of a layer: a neuron module scanning over T, or ReLU."""
+    """The activation of a layer: a neuron module scanning over T, or ReLU.
+
+    With remat="neuron" the neuron (its whole scan over T) is rematerialised:
+    the backward pass recomputes its internals from its input.
+    """
     if not self.spiking:
       return nn.relu
     cls = layers.NEURONS[self.neuron]
+    if self.remat == "neuron":
+      cls = remat_class(cls)
     return cls(surrogate=self.surrogate, name=name, **dict(self.neuron_kwargs))
+
+  def block(self, target: Any, static_argnums: tuple[int, ...] = ()) -> Any:
+    """A model's block, rematerialised when remat="block".
+
+    ``target``: a Module class, or a function whose first argument is the
+    calling module (Flax's lifted-function form; submodules it creates keep
+    their names). ``static_argnums``: its Python-valued arguments (e.g.
+    ``train``, a layer index), counting ``self`` / the module argument as 0.
+    """
+    if self.remat != "block":
+      return target
+    if isinstance(target, type):
+      return remat_class(target, static_argnums)
+    return nn.remat(target, static_argnums=static_argnums)
 
   def conv(self, features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:
     """Bias-free k x k conv with symmetric padding k // 2 (PyTorch's sizes).
@@ -147,7 +190,8 @@ class Ops:
     return nn.Dense(features, use_bias=use_bias, dtype=self.dtype, name=name)
 
   def validate(self) -> None:
-    """Raises ValueError for an unknown neuron kind, neuron argument or surrogate."""
+    """Raises ValueError for an unknown neuron kind, neuron argument, surrogate or remat."""
+    check_remat(self.remat)
     if "surrogate" in dict(self.neuron_kwargs):
       raise ValueError("give the surrogate as the model's surrogate=..., not in neuron_kwargs.")
     layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))
@@ -182,6 +226,21 @@ class SpikingNet(nn.Module):
     neuron, neuron_kwargs, surrogate, spiking, dtype, bn_momentum, bn_per_step:
       see :class:`Ops`.
     width: width multiplier for every SNN layer (not the heads).
+    remat: rematerialisation (``flax.linen.remat``, i.e. ``jax.checkpoint``),
+      trading compute for memory; the variables and the results are the same
+      for every choice:
+
+        "none":   keep every activation the backward pass needs (fastest).
+        "block":  keep only each block's input (ResNet: residual block; plain
+                  nets: conv layer with its BN, pooling and neuron) and
+                  recompute the block's internals in the backward pass.
+                  The stem, readout and SML heads are not rematerialised.
+        "neuron": recompute each neuron layer's scan over T (its charges,
+                  spikes and surrogate inputs) from its input current.
+                  Convs and BN keep their activations. No-op with spiking=False.
+
+      Activation memory stays linear in T for every choice (BatchNorm over
+      the merged T*B axis needs all T steps of a layer at once).
   """
 
   num_classes: int = 10
@@ -196,8 +255,10 @@ class SpikingNet(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   bn_per_step: bool = False
+  remat: str = "none"
 
   def __post_init__(self):
+    check_remat(self.remat)
     if self.T < 1:
       raise ValueError(f"T must be >= 1 time step, got T={self.T}.")
     if not self.width > 0:
@@ -214,7 +275,7 @@ class SpikingNet(nn.Module):
   def ops(self) -> Ops:
     return Ops(neuron=self.neuron, neuron_kwargs=tuple(sorted((self.neuron_kwargs or {}).items())),
                surrogate=self.surrogate, spiking=self.spiking, dtype=self.dtype,
-               bn_momentum=self.bn_momentum, bn_per_step=self.bn_per_step)
+               bn_momentum=self.bn_momentum, bn_per_step=self.bn_per_step, remat=self.remat)
 
   def ch(self, channels: int) -> int:
     return scale_width(channels, self.width)

@@ -126,12 +126,13 @@ class ResNet(SpikingNet):
       x = pool2d(x, "max", 3, 2, pad=1)
     aux = []
     index = 0
+    block = o.block(BasicBlock, static_argnums=(2,))  # remat="block": checkpoint each block
     for stage, (blocks, width) in enumerate(zip(self.stage_blocks, self.stage_widths)):
       first_stride = 1 if stage == 0 and self.stem != "imagenet" else 2
       for b in range(blocks):
         index += 1
-        x = BasicBlock(self.ch(width), first_stride if b == 0 else 1, o, self.connection,
-                       name=f"layer{stage + 1}_{b}")(x, train)
+        x = block(self.ch(width), first_stride if b == 0 else 1, o, self.connection,
+                  name=f"layer{stage + 1}_{b}")(x, train)
         aux.append(surrogate_module.attach(self, index, x, train))
     x = jnp.mean(x, axis=(2, 3))
     if self.hidden:

@@ -133,18 +133,27 @@ class ConvNet(SpikingNet):
       c = o.bn(train, f"bn{l}")(o.conv(self.ch(features), 3, stride, f"conv{l}")(x))
       return pool2x2(c, pool) if pool and self.pool_on == "current" else c
 
+    def standard_layer(module, x, l):  # block l: synapse_l -> SN_l [-> pool on spikes]
+      x = o.act(f"sn{l}")(synapse(l, x))
+      pool = plan[l - 1][2]
+      return pool2x2(x, pool) if pool and self.pool_on == "spikes" else x
+
+    def isnm_layer(module, c, l):  # SN_{l-1} (internal to layer l) -> synapse_l
+      s = o.act(f"sn{l - 1}")(c)
+      return s, synapse(l, s)
+
+    # remat="block": each conv layer is checkpointed (its input kept, the rest recomputed).
     if self.form == "standard":
+      layer = o.block(standard_layer, static_argnums=(2,))
       for l in range(1, len(plan) + 1):
-        x = o.act(f"sn{l}")(synapse(l, x))
-        if plan[l - 1][2] and self.pool_on == "spikes":
-          x = pool2x2(x, plan[l - 1][2])
+        x = layer(self, x, l)
         aux.append(surrogate_module.attach(self, l, x, train))
     else:
+      layer = o.block(isnm_layer, static_argnums=(2,))
       c = synapse(1, x)                                   # plain conv encoder
       for l in range(2, len(plan) + 1):
-        s = o.act(f"sn{l - 1}")(c)                        # neuron internal to layer l
+        s, c = layer(self, c, l)                          # neuron internal to layer l
         aux.append(surrogate_module.attach(self, l - 1, s, train))
-        c = synapse(l, s)
       x = o.act(f"sn{len(plan)}")(c)                      # internal to the output layer
       aux.append(surrogate_module.attach(self, len(plan), x, train))
 
