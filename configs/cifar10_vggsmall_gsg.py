@@ -31,8 +31,6 @@ def get_config():
   c.batch_size = 128
   c.num_epochs = 200.0
   c.log_every_steps = 100
-  if "estimator" not in c:
-    c.estimator = estimators.default_config()
   c.estimator.schedule.update(dict(param="beta", kind="gsg", start=estimators.GSG_BETA_MIN,
                                    end=estimators.GSG_BETA_MAX, unit="epoch"))
   return c

@@ -10,19 +10,12 @@ recipe is the baseline's (IF neurons, SGD lr 0.1 momentum 0.9, cosine,
 ATan(2), support |x| < 1) is snnjax's choice of compact surrogate.
 """
 
-from snnjax import estimators
 from snnjax.train import recipes
 
 
 def get_config():
-  c = recipes.sml_imagenet("sew_resnet34", T=4)
-  c.sml.enabled = False
-  c.model.neuron = "if"
+  c = recipes.sew_imagenet(T=4)
   c.model.surrogate = "triangle(gamma=1.0)"
-  c.optimizer.update(dict(name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.0))
-  c.num_epochs = 320.0
-  if "estimator" not in c:
-    c.estimator = estimators.default_config()
   c.estimator.chi.update(dict(enabled=True, target=0.3, rate=1.0, min_halfwidth=0.1,
                               max_halfwidth=2.0, max_change=1.1, every_steps=50, tolerance=0.01))
   return c

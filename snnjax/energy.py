@@ -39,7 +39,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import traverse_util
 
 from snnjax import layers
 
@@ -52,30 +51,12 @@ _UNITS = {"pJ": 1.0, "nJ": 1e3, "uJ": 1e6, "mJ": 1e9}
 
 
 def firing_rates(collection: Mapping[str, Any]) -> dict[str, Array]:
-  """{layer path: mean firing rate} from the ``"intermediates"`` collection.
+  """{layer path: mean firing rate} (spikes per neuron per time step) from ``"intermediates"``.
 
   Reads the ``"firing_rate"`` values sown by the neuron modules of
-  :mod:`snnjax.layers` (spikes per neuron per time step). A module called
-  several times reports the mean over its calls. Paths join module names with
-  "/", e.g. ``"layer1/block0/LIF_0"``.
-
-  Args:
-    collection: the variables returned by ``model.apply(..., mutable=["intermediates"])``
-      (a mapping with an ``"intermediates"`` key) or that collection itself.
-
-  Returns:
-    float32 scalars keyed by path, in sorted order; jit-friendly.
+  :mod:`snnjax.layers`; see :func:`snnjax.layers.sown_means`.
   """
-  collection = collection.get(layers.ACTIVITY_COLLECTION, collection)
-  flat = traverse_util.flatten_dict(collection)
-  rates = {}
-  for path, value in sorted(flat.items()):
-    if path[-1] != layers.FIRING_RATE:
-      continue
-    calls = value if isinstance(value, (tuple, list)) else (value,)
-    rates["/".join(path[:-1])] = jnp.mean(jnp.stack([jnp.mean(jnp.asarray(c, jnp.float32))
-                                                     for c in calls]))
-  return rates
+  return layers.sown_means(collection, layers.FIRING_RATE)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -217,19 +217,6 @@ def support_fraction(x: Array, sg: surrogates.AnySurrogate) -> Array:
   return jnp.mean(inside.astype(jnp.float32))
 
 
-def _sown_means(collection: Mapping[str, Any], name: str) -> dict[str, Array]:
-  """{module path: mean of the values sown as ``name``} (several calls: mean over calls)."""
-  collection = collection.get(layers.ACTIVITY_COLLECTION, collection)
-  means = {}
-  for path, value in sorted(traverse_util.flatten_dict(collection).items()):
-    if path[-1] != name:
-      continue
-    calls = value if isinstance(value, (tuple, list)) else (value,)
-    means["/".join(path[:-1])] = jnp.mean(jnp.stack(
-        [jnp.mean(jnp.asarray(c, jnp.float32)) for c in calls]))
-  return means
-
-
 def support_fractions(collection: Mapping[str, Any]) -> dict[str, Array]:
   """{neuron layer path: support fraction} from the ``"intermediates"`` collection.
 
@@ -241,7 +228,7 @@ def support_fractions(collection: Mapping[str, Any]) -> dict[str, Array]:
     collection: what ``model.apply(..., mutable=["intermediates"])`` returns
       (a mapping with an ``"intermediates"`` key) or that collection itself.
   """
-  return _sown_means(collection, SUPPORT_FRACTION)
+  return layers.sown_means(collection, SUPPORT_FRACTION)
 
 
 # ---------------------------------------------------------------------------
@@ -274,10 +261,14 @@ def next_halfwidth(halfwidth: Array, fraction: Array, *, target: float, rate: fl
   pass): every w stays in [min_halfwidth, max_halfwidth]; each update
   changes w by at most a factor max_change; in u = log w the update is
   u + clip(rate (target - F(e^u))), which is non-decreasing in u whenever
-  rate * dF/du <= 1, so the widths move monotonically toward the fixed point
-  and never overshoot it (for x ~ N(mu, s) dF/du <= 0.49, so rate <= 2 is
-  safe); the dead band stops the last sub-sample-sized dithering of an
-  empirical F.
+  rate * dF/du <= 1, so the widths then move monotonically toward the fixed
+  point and never overshoot it; the dead band stops the last
+  sub-sample-sized dithering of an empirical F. For x ~ N(m, s),
+  dF/du = (w/s) (phi((w - m)/s) + phi((w + m)/s)): at most 0.49 for m = 0,
+  about 0.4 |m|/s near w = |m| when |m| >> s. So rate = 1 is monotone unless
+  the pre-activations crowd at more than ~2.5 standard deviations from the
+  threshold; beyond that the widths can overshoot, with every step still
+  bounded by max_change and the bounds.
   """
   error = target - fraction
   error = jnp.where(jnp.abs(error) <= tolerance, 0.0, error)
@@ -308,7 +299,7 @@ def default_config() -> ml_collections.ConfigDict:
   snnjax's defaults: the GSG range 0.5 -> 5 (see GSG_BETA_MIN); chi target 0.3,
   about the fraction the default rectangle (w = 0.5) has on BN-normalised
   currents with threshold 1 (P(0.5 < h < 1.5) = 0.24 for h ~ N(0, 1));
-  rate 1 (monotone for any F with dF/dlog w <= 1); widths between 0.1 and 2;
+  rate 1 (monotone wherever dF/dlog w <= 1, see next_halfwidth); widths in [0.1, 2];
   at most 10% change per update, every 10 steps; dead band 0.01.
   """
   c = ml_collections.ConfigDict()
@@ -560,6 +551,14 @@ def _with_leaf(params: Any, path: tuple, value: Array) -> Any:
   return traverse_util.unflatten_dict(flat)
 
 
+@jax.jit
+def _direction(key: Array, w: Array, eps: Array, grads: tuple[Array, ...]) -> tuple:
+  """A unit Gaussian direction d in w's space: (w + eps d, w - eps d, (g . d for g in grads))."""
+  d = jax.random.normal(key, w.shape, jnp.float32)
+  d = (d / jnp.linalg.norm(d)).astype(w.dtype)
+  return w + eps * d, w - eps * d, tuple(jnp.vdot(g, d) for g in grads)
+
+
 def gradient_probe(loss_fn: Callable[[Any], Array], params: Any, key: Array,
                    num_directions: int = 32, step_size: float = 0.05, *,
                    layers_to_probe: Sequence[str] | None = None, relative_step: bool = True,
@@ -619,31 +618,28 @@ def gradient_probe(loss_fn: Callable[[Any], Array], params: Any, key: Array,
   for name, fn in (reference_loss_fns or {}).items():
     grads[name] = jax.jit(jax.grad(fn))(params)
   flat_grads = {n: traverse_util.flatten_dict(dict(g)) for n, g in grads.items()}
-  direction_key, bootstrap_key = jax.random.split(key)
-  index = np.asarray(jax.random.randint(bootstrap_key, (num_bootstrap, num_directions), 0,
-                                        num_directions))
+  keys = jax.random.split(key, len(names) + 1)
+  # Resampled direction indices [R, K], drawn on the host from the key's bits.
+  index = np.random.default_rng(np.asarray(jax.random.key_data(keys[-1]))).integers(
+      0, num_directions, (num_bootstrap, num_directions))
   results = []
   for layer_index, (name, path) in enumerate(zip(names, paths)):
     w = flat_params[path]
-    eps = float(step_size * jnp.linalg.norm(w)) if relative_step else float(step_size)
+    eps = float(step_size * np.linalg.norm(np.asarray(w))) if relative_step else float(step_size)
     eps = eps if eps > 0 else float(step_size)
-    derivs = {n: [] for n in grads}
-    fd = []
-    for i in range(num_directions):
-      k = jax.random.fold_in(jax.random.fold_in(direction_key, layer_index), i)
-      d = jax.random.normal(k, w.shape, jnp.float32)
-      d = (d / jnp.linalg.norm(d)).astype(w.dtype)
-      plus = loss(_with_leaf(params, path, w + eps * d))
-      minus = loss(_with_leaf(params, path, w - eps * d))
+    layer_grads = tuple(g[path] for g in flat_grads.values())
+    fd, derivs = [], []
+    for k in jax.random.split(keys[layer_index], num_directions):
+      plus_w, minus_w, dots = _direction(k, w, jnp.asarray(eps, w.dtype), layer_grads)
+      plus = loss(_with_leaf(params, path, plus_w))
+      minus = loss(_with_leaf(params, path, minus_w))
       fd.append(float((plus - minus) / (2 * eps)))
-      for n, g in flat_grads.items():
-        derivs[n].append(float(jnp.vdot(g[path], d)))
+      derivs.append([float(v) for v in dots])
     f = np.asarray(fd, np.float64)
-    s = np.asarray(derivs.pop(""), np.float64)
-    references = {}
-    for n, values in derivs.items():
-      r = np.asarray(values, np.float64)
-      references[n] = (float(_cosine(r, f)), _bootstrap(_cosine, r, f, index, confidence))
+    derivs = dict(zip(flat_grads, np.asarray(derivs, np.float64).T))
+    s = derivs.pop("")
+    references = {n: (float(_cosine(r, f)), _bootstrap(_cosine, r, f, index, confidence))
+                  for n, r in derivs.items()}
     results.append(LayerProbe(
         layer=name, size=int(w.size), step_size=eps, surrogate=s, finite_difference=f,
         cosine=float(_cosine(s, f)), cosine_ci=_bootstrap(_cosine, s, f, index, confidence),

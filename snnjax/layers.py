@@ -25,6 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
 from snnjax import neurons, surrogates
 
@@ -64,6 +65,25 @@ def surrogate_state(module: nn.Module, spec: SurrogateSpec) -> surrogates.AnySur
       for name, value in surrogates.parameters(surrogate).items()
   }
   return surrogates.with_parameters(surrogate, values)
+
+
+def sown_means(collection: Mapping[str, Any], name: str) -> dict[str, Array]:
+  """{module path: mean of the values sown as ``name``} from the ``"intermediates"`` collection.
+
+  ``collection`` is the variables returned by ``apply(..., mutable=["intermediates"])``
+  or that collection itself. A module called several times reports the mean
+  over its calls. Paths join module names with "/", e.g. ``"layer1_0/sn1"``;
+  values are float32 scalars, in sorted path order; jit-friendly.
+  """
+  collection = collection.get(ACTIVITY_COLLECTION, collection)
+  means = {}
+  for path, value in sorted(traverse_util.flatten_dict(collection).items()):
+    if path[-1] != name:
+      continue
+    calls = value if isinstance(value, (tuple, list)) else (value,)
+    means["/".join(path[:-1])] = jnp.mean(jnp.stack(
+        [jnp.mean(jnp.asarray(c, jnp.float32)) for c in calls]))
+  return means
 
 
 def _base_name(surrogate: surrogates.AnySurrogate) -> str:

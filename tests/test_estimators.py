@@ -35,7 +35,7 @@ def _net(surrogate, batch=4, features=6, hidden=16, seed=0):
   kx, ky, kp = jax.random.split(jax.random.key(seed), 3)
   x = jax.random.normal(kx, (batch, features))
   y = jax.random.randint(ky, (batch,), 0, 3)
-  variables = model.init(kp, x)
+  variables = jax.jit(model.init)(kp, x)
   return model, variables, x, y
 
 
@@ -180,14 +180,19 @@ def test_chi_per_layer_equals_a_hand_count():
 
 def test_narrowing_the_rectangle_lowers_chi_and_the_support_fraction():
   model, variables, x, y = _net("rectangle(alpha=1)")
-  measured = {}
-  for halfwidth in (2.0, 0.5, 0.05):
-    surrogate = {"sn1": estimators.halfwidth_to_params(surrogates.rectangle(), halfwidth)}
+
+  @jax.jit
+  def chi_and_fraction(surrogate):
     v = {**variables, "surrogate": surrogate}
     grads = jax.grad(_loss(model, v, x, y))(variables["params"])
     _, updates = model.apply(v, x, mutable=["intermediates"])
-    measured[halfwidth] = (float(estimators.chi_per_layer(grads)["Dense_0"]),
-                           float(estimators.support_fractions(updates)["sn1"]))
+    return (estimators.chi_per_layer(grads)["Dense_0"],
+            estimators.support_fractions(updates)["sn1"])
+
+  measured = {}
+  for halfwidth in (2.0, 0.5, 0.05):
+    surrogate = {"sn1": estimators.halfwidth_to_params(surrogates.rectangle(), halfwidth)}
+    measured[halfwidth] = tuple(map(float, chi_and_fraction(surrogate)))
   chis, fractions = zip(*(measured[w] for w in (2.0, 0.5, 0.05)))
   assert chis[0] > chis[1] > chis[2] and fractions[0] > fractions[1] > fractions[2]
   assert chis[2] < 0.5
@@ -370,12 +375,17 @@ def test_probe_rejects_bad_arguments():
 
 
 def test_probe_report_table_and_plot(tmp_path):
-  params, loss, _ = _smooth_problem()
-  results = estimators.gradient_probe(loss, params, jax.random.key(0), num_directions=4,
-                                      step_size=1e-2, num_bootstrap=50,
-                                      reference_loss_fns={"head_1": loss})
+  def layer(name, cosine, head):
+    values = np.asarray([1.0, -1.0])
+    return estimators.LayerProbe(name, 10, 0.1, values, values, cosine, (cosine - 0.1, cosine),
+                                 0.5, (0.4, 0.6), {"head_1": head})
+  results = [layer("conv1", 0.8, (0.9, (0.85, 0.95))),
+             layer("fc", 0.2, (math.nan, (math.nan, math.nan)))]
   table = probe.format_table(results, "probe")
   rows = [line for line in table.splitlines() if line.startswith("| ")]
-  assert len(rows) == 3 and "cosine (head_1)" in rows[0] and rows[2].startswith("| 2 | l2 |")
+  assert len(rows) == 3 and "cosine (head_1)" in rows[0]
+  assert rows[1] == ("| 1 | conv1 | 10 | 0.1 | 0.800 [0.700, 0.800] | 0.500 [0.400, 0.600] "
+                     "| 0.900 [0.850, 0.950] |")
+  assert rows[2].startswith("| 2 | fc |") and rows[2].endswith("| n/a |")
   probe.plot(results, tmp_path / "probe.png")
   assert (tmp_path / "probe.png").stat().st_size > 1000

@@ -15,7 +15,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from snnjax import evaluate
+from snnjax import estimators, evaluate
 from snnjax.train import checkpoint, loop, metrics, sharding, steps
 from snnjax.train import config as config_lib
 
@@ -315,3 +315,36 @@ def test_every_config_file_validates(path):
   config = module.get_config()
   config_lib.validate(config)
   assert config.model.T >= 1
+
+
+# --- Estimators in the train step ---------------------------------------------------------------
+
+
+def test_train_step_applies_the_surrogate_schedule_and_chi_controller_without_retracing():
+  config = tiny_config(**{"model.surrogate": "rectangle(alpha=1.0)", "sml.enabled": False})
+  config.estimator.chi.update(dict(enabled=True, target=0.9, every_steps=1, max_change=1.1))
+  model = config_lib.build_model(config, num_classes=10)
+  tx = optax.adamw(1e-3)
+  update = estimators.make_surrogate_update(config.estimator, config.model.surrogate,
+                                            steps_per_epoch=10, total_steps=10)
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.normal(size=(16, 8, 8, 1)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
+  state = steps.init_state(model, tx, jax.random.key(0), batch["image"], lipschitz=False)
+  traces = []
+  train_step = steps.make_train_step(model, tx, config, lambda s: 1e-3, update)
+
+  @jax.jit
+  def counted_step(state, batch):
+    traces.append(1)
+    return train_step(state, batch)
+
+  alphas = []
+  for _ in range(3):
+    state, step_metrics = counted_step(state, batch)
+    alphas.append(float(state.surrogate["sn1"]["alpha"]))
+  assert len(traces) == 1
+  # Target 0.9 is above the measured support fraction: the half-width grows, alpha falls.
+  assert alphas[0] < 1.0 and alphas[2] < alphas[1] < alphas[0]
+  assert 0 < float(step_metrics["support_fraction/sn1"]) < 0.9
+  assert "chi/conv2" in step_metrics and "halfwidth/sn1" in step_metrics

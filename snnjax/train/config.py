@@ -25,6 +25,8 @@ is compiled.
     loss.name               "ce" | "tet": the loss without SML (with SML, the SML loss).
     loss.tet_lam            TET's MSE weight.
     loss.lipschitz_weight   beta_lr of the Lipschitz penalty; 0 = off.
+    estimator               surrogate schedules (GSG, ...) and the chi width controller;
+                            see snnjax.estimators.default_config.
     optimizer.name          "adamw" | "adam" | "sgd".
     optimizer.learning_rate, .weight_decay, .b1, .b2, .momentum, .nesterov, .clip_norm (0 = off)
     optimizer.schedule      "cosine" | "constant", after ``warmup_epochs`` of linear warmup.
@@ -45,7 +47,7 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 
-from snnjax import data, layers, models
+from snnjax import data, estimators, layers, models
 from snnjax.train import optim, steps
 
 NEURON_ARGUMENTS = ("tau", "decay_input", "v_threshold", "v_reset", "reset", "detach_reset")
@@ -65,6 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.sml = ml_collections.ConfigDict(dict(
       enabled=False, heads=(), head_channels=256, alpha=0.5, lam=0.9, temperature=3.0))
   c.loss = ml_collections.ConfigDict(dict(name="ce", tet_lam=1e-3, lipschitz_weight=0.0))
+  c.estimator = estimators.default_config()
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-3, weight_decay=0.0, b1=0.9, b2=0.999, momentum=0.9,
       nesterov=False, clip_norm=0.0, schedule="cosine", warmup_epochs=0.0))
@@ -137,5 +140,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.sml.enabled and config.loss.name != "ce":
     raise ValueError(f"config.loss.name={config.loss.name!r} cannot combine with SML, whose loss "
                      "has its own CE terms; use loss.name='ce' or --config.sml.enabled=False.")
+  estimators.validate_config(config.estimator, config.model.surrogate)
   data.validate_config(config.data)
   build_model(config, num_classes=config.data.num_classes or 10)

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from snnjax import data
+from snnjax import data, estimators
 from snnjax.train import checkpoint, metrics, optim, sharding, steps
 from snnjax.train import config as config_lib
 
@@ -68,6 +68,14 @@ def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
+def _with_initial_surrogate(init, surrogate_update):
+  """``init`` followed by the surrogate update at step 0 (a schedule's starting values)."""
+  def init_with_schedule(key):
+    state = init(key)
+    return state.replace(surrogate=surrogate_update(state.surrogate, jnp.int32(0), {}))
+  return init_with_schedule
+
+
 @dataclasses.dataclass
 class Experiment:
   """What a config resolves to: data, model, optimiser, shardings, checkpoints."""
@@ -85,6 +93,7 @@ class Experiment:
   state_sharding: Any
   template: Any
   checkpointer: checkpoint.Checkpointer
+  surrogate_update: Any
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Experiment:
@@ -100,13 +109,16 @@ def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Experim
   sample = jnp.zeros((config.batch_size, *train_data.image_shape), jnp.float32)
   init = lambda key: steps.init_state(model, tx, key, sample,
                                       lipschitz=bool(config.loss.lipschitz_weight))
+  surrogate_update = estimators.make_surrogate_update(
+      config.estimator, config.model.surrogate, train_data.steps_per_epoch, total_steps)
+  init = _with_initial_surrogate(init, surrogate_update)
   abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
   state_sharding = sharding.state_shardings(abstract_state, mesh, fsdp=config.fsdp)
   template = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_state, state_sharding)
   checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep_last=config.keep_checkpoints)
   return Experiment(config, mesh, train_data, test_data, model, tx, schedule, total_steps,
-                    run_steps, init, state_sharding, template, checkpointer)
+                    run_steps, init, state_sharding, template, checkpointer, surrogate_update)
 
 
 def compiled_eval_step(exp: Experiment):
@@ -133,7 +145,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir.mkdir(parents=True, exist_ok=True)
   _write_config(workdir, config)
 
-  train_step = jax.jit(steps.make_train_step(exp.model, exp.tx, config, exp.schedule),
+  train_step = jax.jit(steps.make_train_step(exp.model, exp.tx, config, exp.schedule,
+                                             exp.surrogate_update),
                        in_shardings=(exp.state_sharding, sharding.batch_sharding(mesh)),
                        out_shardings=(exp.state_sharding, sharding.replicated(mesh)),
                        donate_argnums=0)

@@ -14,6 +14,28 @@ from snnjax.train.config import base_config
 SML_NEURON = dict(neuron="lif", tau=2.0, decay_input=False, v_reset=0.0, reset="hard")
 
 
+def fmnist_vgg() -> ml_collections.ConfigDict:
+  """Fashion-MNIST (Debian's IDX files) on a narrow VGG-small SNN, T=4: one epoch on a CPU.
+
+  Width 1/8 (channels 8-8-16-16-32-32-32), atan(alpha=2), flip, AdamW lr 8e-3
+  with weight decay 0.02, 0.05 epoch warmup then cosine, batch 64. The
+  Fashion-MNIST configs share these settings and add their method.
+  """
+  c = base_config()
+  c.model.name = "vgg_small"
+  c.model.T = 4
+  c.model.width = 0.125
+  c.model.surrogate = "atan(alpha=2.0)"
+  c.data.augment.crop_padding = 0
+  c.data.augment.flip = True
+  c.optimizer.update(dict(name="adamw", learning_rate=8e-3, weight_decay=0.02,
+                          warmup_epochs=0.05))
+  c.batch_size = 64
+  c.num_epochs = 1.0
+  c.log_every_steps = 50
+  return c
+
+
 def sml_cifar(dataset: str, model: str, T: int = 4) -> ml_collections.ConfigDict:
   """Surrogate Module Learning on CIFAR ("Surrogate Module Learning", Deng et al., ICML 2023).
 
@@ -61,4 +83,21 @@ def sml_imagenet(model: str = "resnet34", T: int = 4) -> ml_collections.ConfigDi
   c.num_epochs = 100.0
   c.eval_every_epochs = 5.0
   c.log_every_steps = 500
+  return c
+
+
+def sew_imagenet(T: int = 4) -> ml_collections.ConfigDict:
+  """SEW-ResNet-34 (ADD) on ImageNet, plain surrogate training.
+
+  "Deep Residual Learning in Spiking Neural Networks" (Fang et al., NeurIPS
+  2021): IF neurons, ATan surrogate, SGD lr 0.1 momentum 0.9, cosine, batch
+  256, 320 epochs; the data pipeline of :func:`sml_imagenet`. The chi paper's
+  baseline: 67.04%.
+  """
+  c = sml_imagenet("sew_resnet34", T)
+  c.sml.enabled = False
+  c.model.neuron = "if"
+  c.model.surrogate = "atan(alpha=2.0)"
+  c.optimizer.update(dict(name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.0))
+  c.num_epochs = 320.0
   return c

@@ -16,7 +16,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from snnjax import energy, layers, losses
+from snnjax import energy, estimators, layers, losses
 
 Array = jax.Array
 LOSSES = ("ce", "tet")
@@ -89,13 +89,16 @@ def _variables(state: TrainState, params: Any) -> dict[str, Any]:
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    config: ml_collections.ConfigDict,
-                    schedule: optax.Schedule) -> Callable[[TrainState, dict], tuple]:
-  """A pure train step: forward (train mode, SML heads on), loss, backward, optax update.
+                    config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                    surrogate_update: estimators.Update | None = None
+                    ) -> Callable[[TrainState, dict], tuple]:
+  """A pure train step: forward (train mode, SML heads on), loss, backward, optax update,
+  then the surrogate-state update (schedules, chi controller) for the next step.
 
   Metrics: loss and its parts, accuracy of the SNN and of each head, the
-  Lipschitz penalty, gradient global norm, learning rate, and every neuron
-  layer's firing rate (spikes per neuron per time step).
+  Lipschitz penalty, gradient global norm, learning rate, every neuron layer's
+  firing rate (spikes per neuron per time step), and the estimator metrics
+  (surrogate parameters, half-widths, kernel chi, support fractions).
   """
   lipschitz_weight = config.loss.lipschitz_weight
 
@@ -123,14 +126,21 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
         opt_state=opt_state,
         lipschitz=lipschitz_state,
     )
+    activity = updates.get(layers.ACTIVITY_COLLECTION, {})
+    fractions = estimators.support_fractions(activity)
+    if surrogate_update is not None:
+      new_state = new_state.replace(
+          surrogate=surrogate_update(state.surrogate, new_state.step, fractions))
     metrics = {k: v for k, v in parts.items() if jnp.ndim(v) == 0}
     metrics["accuracy"] = losses.accuracy(out.logits, batch["label"])
     for i, head_logits in enumerate(out.aux_logits):
       metrics[f"head{i + 1}_accuracy"] = losses.accuracy(head_logits, batch["label"])
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = schedule(state.step)
-    rates = energy.firing_rates(updates.get(layers.ACTIVITY_COLLECTION, {}))
+    rates = energy.firing_rates(activity)
     metrics.update({f"firing_rate/{name}": rate for name, rate in rates.items()})
+    metrics.update(estimators.estimator_metrics(state.surrogate, config.model.surrogate, grads,
+                                                fractions))
     return new_state, metrics
 
   return train_step
