@@ -56,6 +56,7 @@ Array = jax.Array
 
 #: Name of the per-layer support fraction the neuron modules sow into "intermediates".
 SUPPORT_FRACTION = layers.SUPPORT_FRACTION
+support_fraction = surrogates.support_fraction
 
 #: GSG defaults, snnjax's choice (the paper does not publish them). For
 #: h(x) = a beta sech^2(beta x) the half width at half maximum is 0.88/beta.
@@ -205,16 +206,6 @@ def params_to_halfwidth(sg: surrogates.AnySurrogate, params: Mapping[str, Any]) 
   """Support half-width w of ``sg`` with ``params`` (a layer's surrogate variables), float32."""
   width_parameter(sg)
   return surrogates.support_halfwidth(surrogates.with_parameters(sg, params))
-
-
-def support_fraction(x: Array, sg: surrogates.AnySurrogate) -> Array:
-  """Fraction of x = h - v_th with |x| < w (support half-width of ``sg``), a float32 scalar.
-
-  For a compact surrogate these are the pre-activations whose spike passes a
-  non-zero gradient; for other surrogates w = inf and the fraction is 1.
-  """
-  inside = jnp.abs(x.astype(jnp.float32)) < surrogates.support_halfwidth(sg)
-  return jnp.mean(inside.astype(jnp.float32))
 
 
 def support_fractions(collection: Mapping[str, Any]) -> dict[str, Array]:

@@ -108,9 +108,8 @@ def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   if record:
     module.sow(ACTIVITY_COLLECTION, FIRING_RATE, jnp.mean(spikes.astype(jnp.float32)))
     if _base_name(surrogate) in surrogates.COMPACT_SUPPORT:
-      x_rel = out[2].astype(jnp.float32) - module.v_threshold
-      inside = jnp.abs(x_rel) < surrogates.support_halfwidth(surrogate)
-      module.sow(ACTIVITY_COLLECTION, SUPPORT_FRACTION, jnp.mean(inside.astype(jnp.float32)))
+      fraction = surrogates.support_fraction(out[2] - module.v_threshold, surrogate)
+      module.sow(ACTIVITY_COLLECTION, SUPPORT_FRACTION, fraction)
   return spikes
 
 

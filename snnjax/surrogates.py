@@ -360,6 +360,16 @@ def support_halfwidth(sg: AnySurrogate) -> Array:
   return jnp.asarray(jnp.inf, jnp.float32)
 
 
+def support_fraction(x: Array, sg: AnySurrogate) -> Array:
+  """Fraction of x = h - v_th with |x| < w (the support half-width of ``sg``), float32 scalar.
+
+  For a compact surrogate these are the pre-activations whose spike passes a
+  non-zero gradient; for other surrogates w = inf and the fraction is 1.
+  """
+  inside = jnp.abs(x.astype(jnp.float32)) < support_halfwidth(sg)
+  return jnp.mean(inside.astype(jnp.float32))
+
+
 # ---------------------------------------------------------------------------
 # The spike function.
 
