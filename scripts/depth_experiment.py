@@ -185,19 +185,23 @@ def plot_probes(probes: list[dict[str, Any]], path: pathlib.Path) -> None:
   depths = sorted({p["depth"] for p in probes})
   widths = [max(3.5, 0.42 * max(len(p["layers"]) for p in probes if p["depth"] == d) + 1.5)
             for d in depths]
-  fig, axes = plt.subplots(1, len(depths), figsize=(sum(widths), 4.0), squeeze=False,
+  fig, axes = plt.subplots(1, len(depths), figsize=(sum(widths), 4.6), squeeze=False,
                            gridspec_kw={"width_ratios": widths}, sharey=True)
+  styles = {("snn", "surrogate"): dict(color="tab:red"),
+            ("sml", "surrogate"): dict(color="tab:blue"),
+            ("sml", "head"): dict(color="tab:green", ls="--")}
   for ax, depth in zip(axes[0], depths):
-    shift = 0.0
-    for p in sorted((p for p in probes if p["depth"] == depth), key=lambda p: p["variant"]):
-      series = [("surrogate", VARIANT_LABELS[p["variant"]] + ": surrogate grad",
+    shift = -0.1
+    runs = sorted((p for p in probes if p["depth"] == depth), key=lambda p: p["variant"] != "snn")
+    for p in runs:
+      series = [("surrogate", VARIANT_LABELS[p["variant"]] + ": surrogate gradient",
                  [l["cosine"] for l in p["layers"]], [l["cosine_ci"] for l in p["layers"]])]
       for name in p["layers"][0]["references"] if p["layers"] else []:
         if name.startswith("head_"):
-          series.append((name, VARIANT_LABELS[p["variant"]] + f": {name} (SM) grad",
-                         [l["references"][name]["cosine"] for l in p["layers"]],
+          series.append(("head", VARIANT_LABELS[p["variant"]] + f": gradient of the SM's loss "
+                         f"({name})", [l["references"][name]["cosine"] for l in p["layers"]],
                          [l["references"][name]["ci"] for l in p["layers"]]))
-      for _, label, values, cis in series:
+      for kind, label, values, cis in series:
         x = [i + 1 + shift for i, v in enumerate(values) if math.isfinite(v)]
         v = [v for v in values if math.isfinite(v)]
         ci = [c for c, val in zip(cis, values) if math.isfinite(val)]
@@ -205,7 +209,8 @@ def plot_probes(probes: list[dict[str, Any]], path: pathlib.Path) -> None:
           continue
         lo = [a - c[0] for a, c in zip(v, ci)]
         hi = [c[1] - a for a, c in zip(v, ci)]
-        ax.errorbar(x, v, yerr=[lo, hi], marker="o", ms=4, capsize=2, label=label)
+        ax.errorbar(x, v, yerr=[lo, hi], marker="o", ms=4, capsize=2, lw=1.3,
+                    label=label, **styles.get((p["variant"], kind), {}))
         shift += 0.1
     names = next(p["layers"] for p in probes if p["depth"] == depth)
     ax.set_xticks(range(1, len(names) + 1), [l["layer"] for l in names], rotation=60,
@@ -213,11 +218,14 @@ def plot_probes(probes: list[dict[str, Any]], path: pathlib.Path) -> None:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylim(-1.05, 1.05)
     ax.grid(alpha=0.3)
-    ax.set_title(f"L = {depth} (step {probes[0]['step']})", fontsize=9)
+    ax.set_title(f"L = {depth} (after {runs[0]['step']} steps)", fontsize=9)
     ax.set_xlabel("layer (input -> output)")
   axes[0][0].set_ylabel("cosine with finite differences\nof the true (spiking) loss")
-  axes[0][-1].legend(fontsize=7, loc="lower left")
-  fig.tight_layout()
+  handles, labels = axes[0][-1].get_legend_handles_labels()
+  fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=3, frameon=False)
+  fig.suptitle("Depth experiment, Fashion-MNIST: does each layer's gradient point where the "
+               "true spiking loss goes? (95% CI over random directions)", fontsize=9)
+  fig.tight_layout(rect=(0, 0.07, 1, 1))
   fig.savefig(path, dpi=130)
   plt.close(fig)
 
@@ -229,15 +237,16 @@ def probe_markdown(probes: list[dict[str, Any]], command: str, hw: dict[str, str
            "derivatives g.d and central finite differences of the true spiking loss "
            "(`snnjax.estimators.gradient_probe`), over random unit directions d in that layer's "
            "kernel, eps = 0.05 x ||W||, one training batch, train mode; 95% bootstrap interval in "
-           "brackets. For the SML runs the column `head_3` is the same cosine for the gradient "
+           "brackets. For the SML runs, column `head_3` is the same cosine for the gradient "
            "of the surrogate module's own loss (n/a for layers after the head, which it does "
-           "not depend on). Layers of the heads themselves are left out.", "",
+           "not depend on) and column `sml` for the full SML training loss. Layers of the "
+           "heads themselves are left out. With few directions the intervals are wide; "
+           "read the pattern over layers, not single values.", "",
            "Made by (see docs/depth.md for the training budget):", "", "```", command, "```", "",
            f"Hardware: {hw.get('lscpu Model name', '?')}, {hw['nproc']} cores, "
            f"JAX {hw['jax']} ({hw['jax_backend']}).", ""]
   for p in sorted(probes, key=lambda p: (p["depth"], p["variant"])):
-    refs = [n for n in (p["layers"][0]["references"] if p["layers"] else {}) if
-            n.startswith("head_")]
+    refs = list(p["layers"][0]["references"]) if p["layers"] else []
     lines += [f"## {VARIANT_LABELS[p['variant']]}, L = {p['depth']} "
               f"(run `{p['variant']}_L{p['depth']}`, step {p['step']}, {p['directions']} "
               f"directions, probe took {p['wall_s']:.0f} s)", "",
@@ -255,6 +264,29 @@ def _interval(value: float, ci: list[float]) -> str:
   if not math.isfinite(value):
     return "n/a"
   return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def observations(args: argparse.Namespace, by: dict) -> list[str]:
+  """Facts read off the table: each variant's best depth, and SML minus SNN per depth."""
+  lines = []
+  for v in args.variants:
+    accs = {d: by[(v, d)]["test_accuracy"] for d in args.depths
+            if (v, d) in by and by[(v, d)]["test_accuracy"] is not None}
+    if accs:
+      best = max(accs, key=accs.get)
+      lines.append(f"- {VARIANT_LABELS[v]}: best at L = {best} ({_fmt(accs[best])}); at L = "
+                   f"{args.depths[-1]}: {_fmt(accs.get(args.depths[-1]))}; change from L = "
+                   f"{args.depths[0]} to L = {args.depths[-1]}: "
+                   + (f"{100 * (accs[args.depths[-1]] - accs[args.depths[0]]):+.2f} points"
+                      if args.depths[0] in accs and args.depths[-1] in accs else "n/a") + ".")
+  if "snn" in args.variants and "sml" in args.variants:
+    gaps = []
+    for d in args.depths:
+      a, b = by.get(("sml", d), {}), by.get(("snn", d), {})
+      if a.get("test_accuracy") is not None and b.get("test_accuracy") is not None:
+        gaps.append(f"L={d}: {100 * (a['test_accuracy'] - b['test_accuracy']):+.2f}")
+    lines.append("- SNN + SML minus SNN (points): " + ", ".join(gaps) + ".")
+  return lines
 
 
 def depth_markdown(args: argparse.Namespace, rows: list[dict[str, Any]], command: str,
@@ -285,14 +317,18 @@ def depth_markdown(args: argparse.Namespace, rows: list[dict[str, Any]], command
       f"{max(1, round(64 * args.width))}/{max(1, round(128 * args.width))} channels instead of "
       f"64/128), seed {args.seed}, one run per cell. This is **far below the paper's** "
       "budget (full width, hundreds of epochs on CIFAR): it was chosen so that the whole "
-      f"experiment fits in ~40 minutes on a shared 2-core CPU. Differences of about 1 point "
-      "between cells are within run-to-run noise and should not be read as effects.", "",
+      f"experiment fits in ~40 minutes on a shared 2-core CPU. One seed per cell: seed-to-seed "
+      "spread was not measured, so differences of a point or two may be noise. The ANN also "
+      "runs T = 4 identical steps (same graph), so its wall time is not an ANN's cost.", "",
       "## Test accuracy (%, full 10,000-image test set, after the last step)", "",
       *acc, "",
       "## Wall time per run (s; includes start-up, compilation and the final evaluation)", "",
       *wall, "",
-      f"Total wall time of this invocation: {total_s / 60:.1f} min (runs reused from an "
-      "earlier invocation keep their original wall time).", "",
+      f"Sum over the runs: {total_s / 60:.1f} min of training (plus the probes, see "
+      "probe.md); runs are sequential, one at a time.", "",
+      "## What it shows", "",
+      *observations(args, by), "",
+      *([pathlib.Path(args.notes).read_text().strip(), ""] if args.notes else []),
       "## Gradient probe", "",
       "See [probe.md](probe.md) and ![probe](probe.png)", "",
       "## Reproduce", "",
@@ -313,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--probe-directions", type=int, default=16,
                       help="random directions per layer; 0 = no probe")
+  parser.add_argument("--notes", default="",
+                      help="optional Markdown file: interpretation added to depth.md")
   parser.add_argument("--workdir-root", type=pathlib.Path, default=pathlib.Path("/tmp/depth"))
   parser.add_argument("--out-dir", type=pathlib.Path, default=REPO / "docs")
   args = parser.parse_args(argv)
@@ -341,12 +379,15 @@ def main(argv: list[str] | None = None) -> int:
 
   results = {"command": command, "hardware": hw, "steps": args.steps, "width": args.width,
              "batch_size": args.batch_size, "seed": args.seed, "depths": args.depths,
-             "variants": args.variants, "runs": rows, "probes": probes}
+             "variants": args.variants, "runs": rows, "probes": probes,
+             "train_wall_s": round(sum(r["wall_s"] for r in rows), 1),
+             "probe_wall_s": round(sum(p["wall_s"] for p in probes), 1)}
   (args.out_dir / "depth_results.json").write_text(json.dumps(results, indent=1) + "\n")
   subtitle = (f"{args.steps} steps x batch {args.batch_size}, width {args.width}, T=4 "
               "(small budget)")
   plot_depth(rows, args.variants, args.depths, args.out_dir / "depth.png", subtitle)
-  (args.out_dir / "depth.md").write_text(depth_markdown(args, rows, command, hw, total))
+  train_s = sum(r["wall_s"] for r in rows)
+  (args.out_dir / "depth.md").write_text(depth_markdown(args, rows, command, hw, train_s))
   if probes:
     plot_probes(probes, args.out_dir / "probe.png")
     (args.out_dir / "probe.md").write_text(probe_markdown(probes, command, hw))

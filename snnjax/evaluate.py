@@ -17,15 +17,28 @@ import ml_collections
 
 from snnjax import energy
 from snnjax.train import checkpoint, loop, steps
+from snnjax.train import config as config_lib
+
+
+def _tuples(value):
+  """JSON lists back to the tuples the config schema uses."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
 
 
 def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
-  """The resolved config a run saved as WORKDIR/config.json."""
+  """The resolved config a run saved as WORKDIR/config.json, over today's defaults.
+
+  Keys added to the schema after the run was made take their defaults.
+  """
   path = workdir / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found: --workdir must be a folder that train.py wrote.")
-  config = ml_collections.ConfigDict(json.loads(path.read_text()))
-  config.sml.heads = tuple(config.sml.heads)
+  config = config_lib.base_config()
+  config.update(_tuples(json.loads(path.read_text())))
   return config
 
 
