@@ -264,8 +264,9 @@ def format_report(report: EnergyReport, unit: str = "mJ") -> str:
   ]
   for layer in report.layers:
     c = layer.call
+    rate = f"{c.input_rate:.4f}" if c.spiking else "-"
     rows.append(
-        f"| {c.name} | {c.kind} | {'spikes' if c.spiking else 'analog'} | {f'{c.input_rate:.4f}' if c.spiking else '-'} "
+        f"| {c.name} | {c.kind} | {'spikes' if c.spiking else 'analog'} | {rate} "
         f"| {c.flops:,} | {layer.macs:,.0f} | {layer.acs:,.0f} "
         f"| {layer.energy_pj / scale:.4g} | {layer.ann_energy_pj / scale:.4g} |")
   rows.append(
