@@ -348,3 +348,19 @@ def test_train_step_applies_the_surrogate_schedule_and_chi_controller_without_re
   assert alphas[0] < 1.0 and alphas[2] < alphas[1] < alphas[0]
   assert 0 < float(step_metrics["support_fraction/sn1"]) < 0.9
   assert "chi/conv2" in step_metrics and "halfwidth/sn1" in step_metrics
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+  config = tiny_config(**{"model.dtype": "bfloat16"})
+  model = config_lib.build_model(config, num_classes=10)
+  tx = optax.adamw(1e-2)
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.normal(size=(16, 8, 8, 1)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
+  state = steps.init_state(model, tx, jax.random.key(0), batch["image"], lipschitz=False)
+  step = jax.jit(steps.make_train_step(model, tx, config, lambda s: 1e-2))
+  new_state, step_metrics = step(state, batch)
+  assert np.isfinite(float(step_metrics["loss"]))
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new_state.params))
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(jax.tree.leaves(state.params), jax.tree.leaves(new_state.params)))
