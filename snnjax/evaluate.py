@@ -42,8 +42,8 @@ def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   return config
 
 
-def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best") -> dict:
-  """Restores a checkpoint of ``workdir`` and evaluates it; returns metrics and the energy report."""
+def restore_run(workdir: str | pathlib.Path, which: str = "best"):
+  """(config, experiment, state, step) of a trained WORKDIR's best or latest checkpoint."""
   if which not in ("best", "latest"):
     raise ValueError(f"which={which!r}; choose 'best' or 'latest'.")
   workdir = pathlib.Path(workdir)
@@ -56,6 +56,23 @@ def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best") -> dict:
   else:
     state, _ = exp.checkpointer.restore(step, exp.template)
   exp.checkpointer.close()
+  return config, exp, state, step
+
+
+def write_report(table: str, out: pathlib.Path | None, plot_path: pathlib.Path | None,
+                 plot_fn) -> None:
+  """Prints a Markdown table, writes it to ``out`` and draws ``plot_fn(plot_path)`` if given."""
+  print(table)
+  if out:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+  if plot_path:
+    plot_fn(plot_path)
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best") -> dict:
+  """Restores a checkpoint of ``workdir`` and evaluates it; returns metrics and the energy report."""
+  config, exp, state, step = restore_run(workdir, which)
   results = loop.evaluate(loop.compiled_eval_step(exp), state, exp.test_data, exp.mesh)
   sample = next(iter(exp.test_data.dataset))
   variables = {"params": state.params, "batch_stats": state.batch_stats, "surrogate": state.surrogate}

@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 
 from snnjax import data, energy, estimators, evaluate, losses
-from snnjax.train import checkpoint, loop, steps
+from snnjax.train import steps
 
 
 def probe_losses(model: Any, config: ml_collections.ConfigDict, variables: Mapping[str, Any],
@@ -87,20 +87,9 @@ def probe_workdir(workdir: str | pathlib.Path, *, which: str = "latest", num_bat
                   batch_size: int = 0, num_directions: int = 32, step_size: float = 0.05,
                   seed: int = 0) -> dict[str, Any]:
   """Restores a run and probes every conv/dense layer; returns step, config and results."""
-  if which not in ("best", "latest"):
-    raise ValueError(f"which={which!r}; choose 'best' or 'latest'.")
   if num_batches < 1:
     raise ValueError(f"--batches={num_batches} must be >= 1.")
-  workdir = pathlib.Path(workdir)
-  checkpoint.check_checkpoint_dir(workdir / "checkpoints", require_checkpoint=True)
-  config = evaluate.load_config(workdir)
-  exp = loop.prepare(config, workdir)
-  step = exp.checkpointer.best_step() if which == "best" else None
-  if step is None:
-    state, _, step = exp.checkpointer.restore_latest(exp.template)
-  else:
-    state, _ = exp.checkpointer.restore(step, exp.template)
-  exp.checkpointer.close()
+  config, exp, state, step = evaluate.restore_run(workdir, which)
   state = jax.device_get(state)
   batches = _batches(config, num_batches, batch_size or config.batch_size)
   variables = {"batch_stats": state.batch_stats, "surrogate": state.surrogate}
@@ -202,13 +191,9 @@ def main(argv=None) -> int:
   title = (f"Gradient probe: {c.model.name}, T={c.model.T}, surrogate {c.model.surrogate}, "
            f"checkpoint step {result['step']}, {args.directions} directions, "
            f"eps = {args.step_size:g} x ||W||")
-  table = format_table(result["results"], title)
-  print(table)
-  if args.out:
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
-  if args.plot:
-    plot(result["results"], args.plot, title=f"{c.model.name}, step {result['step']}")
+  evaluate.write_report(format_table(result["results"], title), args.out, args.plot,
+                        lambda path: plot(result["results"], path,
+                                          title=f"{c.model.name}, step {result['step']}"))
   return 0
 
 

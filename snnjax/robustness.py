@@ -36,6 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from snnjax import data, evaluate
+from snnjax.train import loop
+
 Array = jax.Array
 
 
@@ -171,26 +174,12 @@ def plot(results: Mapping[str, Mapping[float, float]], path: str | pathlib.Path,
 def evaluate_workdir(workdir: str | pathlib.Path, noises: Mapping[str, Sequence[float]],
                      which: str = "best", seed: int = 0) -> dict[str, Any]:
   """Restores a run's checkpoint (as snnjax.evaluate does) and measures accuracy under noise."""
-  from snnjax import data, evaluate
-  from snnjax.train import checkpoint, loop
-
-  if which not in ("best", "latest"):
-    raise ValueError(f"which={which!r}; choose 'best' or 'latest'.")
   for kind, strengths in noises.items():
     check_noise(kind, strengths)
-  workdir = pathlib.Path(workdir)
-  checkpoint.check_checkpoint_dir(workdir / "checkpoints", require_checkpoint=True)
-  config = evaluate.load_config(workdir)
-  if config.data.source == "events":
+  if evaluate.load_config(pathlib.Path(workdir)).data.source == "events":
     raise ValueError("noise robustness is defined for images in [0, 1]; this run trains on "
                      "event frames (config.data.source='events').")
-  exp = loop.prepare(config, workdir)
-  step = exp.checkpointer.best_step() if which == "best" else None
-  if step is None:
-    state, _, step = exp.checkpointer.restore_latest(exp.template)
-  else:
-    state, _ = exp.checkpointer.restore(step, exp.template)
-  exp.checkpointer.close()
+  config, exp, state, step = evaluate.restore_run(workdir, which)
   transform, _ = data.make_transform(
       config.data, data.create_source(config.data, config.data.eval_split), train=False)
   eval_step = loop.compiled_eval_step(exp)
@@ -231,13 +220,9 @@ def main(argv=None) -> int:
   dataset = c.data.name if c.data.source == "tfds" else c.data.source
   title = (f"Accuracy under input noise: {c.model.name} on {dataset}, "
            f"checkpoint step {result['step']}")
-  table = format_table(result["results"], title)
-  print(table)
-  if args.out:
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
-  if args.plot:
-    plot(result["results"], args.plot, title=f"{c.model.name}, step {result['step']}")
+  evaluate.write_report(format_table(result["results"], title), args.out, args.plot,
+                        lambda path: plot(result["results"], path,
+                                          title=f"{c.model.name}, step {result['step']}"))
   return 0
 
 
