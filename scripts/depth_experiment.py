@@ -11,7 +11,7 @@ Each (variant, L) runs ``train.py`` as a subprocess in WORKDIR_ROOT/<variant>_L<
 a run that already finished is not trained again (its accuracy and wall time
 are read back), one that stopped early resumes from its checkpoint. Then the
 gradient probe (:mod:`snnjax.probe`) runs on the SNN and SML runs of the
-shallowest and the deepest L. Writes to --out-dir:
+shallowest and the deepest L (or of --probe-depths). Writes to --out-dir:
 
     depth_results.json   every run: accuracy, wall time, command; probe cosines
     depth.md, depth.png  accuracy vs depth, one line per variant
@@ -183,10 +183,12 @@ def plot_probes(probes: list[dict[str, Any]], path: pathlib.Path) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   depths = sorted({p["depth"] for p in probes})
-  widths = [max(3.5, 0.42 * max(len(p["layers"]) for p in probes if p["depth"] == d) + 1.5)
-            for d in depths]
-  fig, axes = plt.subplots(1, len(depths), figsize=(sum(widths), 4.6), squeeze=False,
-                           gridspec_kw={"width_ratios": widths}, sharey=True)
+  # One panel per depth, stacked; each panel's width follows its layer count.
+  counts = [max(len(p["layers"]) for p in probes if p["depth"] == d) for d in depths]
+  width = max(5.5, 0.42 * max(counts) + 2.0)
+  fig, axes = plt.subplots(len(depths), 1, figsize=(width, 2.9 * len(depths) + 0.9),
+                           squeeze=False)
+  axes = axes.T
   styles = {("snn", "surrogate"): dict(color="tab:red"),
             ("sml", "surrogate"): dict(color="tab:blue"),
             ("sml", "head"): dict(color="tab:green", ls="--")}
@@ -219,13 +221,16 @@ def plot_probes(probes: list[dict[str, Any]], path: pathlib.Path) -> None:
     ax.set_ylim(-1.05, 1.05)
     ax.grid(alpha=0.3)
     ax.set_title(f"L = {depth} (after {runs[0]['step']} steps)", fontsize=9)
-    ax.set_xlabel("layer (input -> output)")
-  axes[0][0].set_ylabel("cosine with finite differences\nof the true (spiking) loss")
-  handles, labels = axes[0][-1].get_legend_handles_labels()
-  fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=3, frameon=False)
-  fig.suptitle("Depth experiment, Fashion-MNIST: does each layer's gradient point where the "
-               "true spiking loss goes? (95% CI over random directions)", fontsize=9)
-  fig.tight_layout(rect=(0, 0.07, 1, 1))
+  axes[0][-1].set_xlabel("layer (input -> output)")
+  for ax in axes[0]:
+    ax.set_ylabel("cosine with FD of\nthe spiking loss")
+  handles, labels = max((ax.get_legend_handles_labels() for ax in axes[0]),
+                        key=lambda h: len(h[0]))
+  fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=2, frameon=False)
+  fig.suptitle("Depth experiment on Fashion-MNIST: cosine between each layer's gradient and\n"
+               "finite differences (FD) of the true spiking loss, 95% CI over directions",
+               fontsize=9)
+  fig.tight_layout(rect=(0, 0.6 / (2.9 * len(depths) + 0.9), 1, 1))
   fig.savefig(path, dpi=130)
   plt.close(fig)
 
@@ -289,8 +294,20 @@ def observations(args: argparse.Namespace, by: dict) -> list[str]:
   return lines
 
 
+def kept_interpretation(path: pathlib.Path) -> str:
+  """The hand-written "## Interpretation" section of an existing depth.md, or ""."""
+  if not path.exists():
+    return ""
+  text = path.read_text()
+  marker = "\n## Interpretation\n"
+  if marker not in text:
+    return ""
+  body = text.split(marker, 1)[1].split("\n## ", 1)[0].strip()
+  return "" if body.startswith("(hand-written") else body
+
+
 def depth_markdown(args: argparse.Namespace, rows: list[dict[str, Any]], command: str,
-                   hw: dict[str, str], total_s: float) -> str:
+                   hw: dict[str, str], total_s: float, interpretation: str = "") -> str:
   """docs/depth.md: the accuracy and wall-time tables, the budget, command and hardware."""
   by = {(r["variant"], r["depth"]): r for r in rows}
   head = "| L |" + "".join(f" {VARIANT_LABELS[v]} |" for v in args.variants)
@@ -328,7 +345,8 @@ def depth_markdown(args: argparse.Namespace, rows: list[dict[str, Any]], command
       "probe.md); runs are sequential, one at a time.", "",
       "## What it shows", "",
       *observations(args, by), "",
-      *([pathlib.Path(args.notes).read_text().strip(), ""] if args.notes else []),
+      "## Interpretation", "",
+      interpretation or "(hand-written; kept when depth.md is regenerated)", "",
       "## Gradient probe", "",
       "See [probe.md](probe.md) and ![probe](probe.png)", "",
       "## Reproduce", "",
@@ -349,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--probe-directions", type=int, default=16,
                       help="random directions per layer; 0 = no probe")
-  parser.add_argument("--notes", default="",
-                      help="optional Markdown file: interpretation added to depth.md")
+  parser.add_argument("--probe-depths", default="",
+                      help="comma-separated L values to probe; default the shallowest and deepest")
   parser.add_argument("--workdir-root", type=pathlib.Path, default=pathlib.Path("/tmp/depth"))
   parser.add_argument("--out-dir", type=pathlib.Path, default=REPO / "docs")
   args = parser.parse_args(argv)
@@ -368,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
   hw = hardware()
   probes = []
   if args.probe_directions > 0:
-    probe_depths = sorted({args.depths[0], args.depths[-1]})
+    probe_depths = (sorted(int(d) for d in args.probe_depths.split(",")) if args.probe_depths
+                    else sorted({args.depths[0], args.depths[-1]}))
     for d in probe_depths:
       for v in ("snn", "sml"):
         if v in args.variants:
@@ -387,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
               "(small budget)")
   plot_depth(rows, args.variants, args.depths, args.out_dir / "depth.png", subtitle)
   train_s = sum(r["wall_s"] for r in rows)
-  (args.out_dir / "depth.md").write_text(depth_markdown(args, rows, command, hw, train_s))
+  md = args.out_dir / "depth.md"
+  md.write_text(depth_markdown(args, rows, command, hw, train_s, kept_interpretation(md)))
   if probes:
     plot_probes(probes, args.out_dir / "probe.png")
     (args.out_dir / "probe.md").write_text(probe_markdown(probes, command, hw))

@@ -477,3 +477,13 @@ def test_unknown_config_key():
   c.augment.mixup = 0.2
   with pytest.raises(ValueError, match=r"unknown config.data keys \['augment.mixup'\]"):
     data.validate_config(c)
+
+
+def test_idx_split_slicing():
+  info = data.sources.fashion_mnist_idx_source(split="test[:100]")
+  full = data.sources.fashion_mnist_idx_source(split="test")
+  assert len(info.data) == 100
+  np.testing.assert_array_equal(info.data[99]["image"], full.data[99]["image"])
+  assert len(data.sources.fashion_mnist_idx_source(split="test[-10:]").data) == 10
+  with pytest.raises(ValueError, match="NAME\\[start:stop\\]"):
+    data.sources.fashion_mnist_idx_source(split="test[:x]")

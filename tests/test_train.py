@@ -15,7 +15,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from snnjax import estimators, evaluate
+from snnjax import estimators, evaluate, probe, robustness
 from snnjax.train import checkpoint, loop, metrics, sharding, steps
 from snnjax.train import config as config_lib
 
@@ -192,7 +192,8 @@ def test_unknown_config_key_fails_in_train_py(tmp_path):
 @pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 def test_train_then_evaluate_on_real_fashion_mnist(tmp_path):
   workdir = tmp_path / "fmnist"
-  flags = {**TINY, "max_steps": 24, "log_every_steps": 6, "optimizer.learning_rate": 0.01}
+  flags = {**TINY, "max_steps": 24, "log_every_steps": 6, "optimizer.learning_rate": 0.01,
+           "data.eval_split": "test[:2000]"}
   code, out = finish(run_train(workdir, flags))
   assert code == 0, out
   assert "final test accuracy" in out
@@ -212,6 +213,15 @@ def test_train_then_evaluate_on_real_fashion_mnist(tmp_path):
   assert result.returncode == 0, result.stdout + result.stderr
   assert f"test accuracy {evals[0]['test_accuracy']:.4f}" in result.stdout
   assert "sn1" in result.stdout and "E_SNN" in result.stdout
+
+  assert probe.main(["--workdir", str(workdir), "--directions", "4", "--batch-size", "16",
+                     "--out", str(tmp_path / "probe.md"), "--plot", str(tmp_path / "probe.png")]) == 0
+  probe_table = (tmp_path / "probe.md").read_text()
+  assert "conv1" in probe_table and "fc" in probe_table and (tmp_path / "probe.png").stat().st_size
+  assert robustness.main(["--workdir", str(workdir), "--gaussian", "0,0.2", "--salt-pepper", "0.1",
+                          "--out", str(tmp_path / "noise.md")]) == 0
+  noise_table = (tmp_path / "noise.md").read_text()
+  assert f"| gaussian | 0 | {100 * evals[0]['test_accuracy']:.2f} |" in noise_table
 
 
 def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path):

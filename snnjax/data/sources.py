@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import zlib
 
 import numpy as np
@@ -62,11 +63,28 @@ class ArraySource:
     return {"image": self.images[index], "label": int(self.labels[index])}
 
 
+_SLICED_SPLIT = re.compile(r"^(\w+)(?:\[(-?\d*):(-?\d*)\])?$")
+
+
+def parse_split(split: str) -> tuple[str, slice]:
+  """"test" -> ("test", [:]); "test[:1000]" -> ("test", [:1000]) (tfds's slicing syntax)."""
+  match = _SLICED_SPLIT.match(split)
+  if not match:
+    raise ValueError(f"split {split!r} is not NAME or NAME[start:stop], e.g. 'test[:1000]'.")
+  name, start, stop = match.groups()
+  return name, slice(int(start) if start else None, int(stop) if stop else None)
+
+
 def fashion_mnist_idx_source(folder: str = idx.FASHION_MNIST_FOLDER,
                              split: str = "train") -> SourceInfo:
-  """Fashion-MNIST from local IDX files (see :func:`idx.load_fashion_mnist`)."""
-  images, labels = idx.load_fashion_mnist(folder, split)
-  return SourceInfo(ArraySource(images, labels), num_classes=10, image_shape=(28, 28, 1))
+  """Fashion-MNIST from local IDX files (see :func:`idx.load_fashion_mnist`).
+
+  ``split`` may take a slice as in tfds, e.g. "test[:1000]".
+  """
+  name, rows = parse_split(split)
+  images, labels = idx.load_fashion_mnist(folder, name)
+  return SourceInfo(ArraySource(images[rows], labels[rows]), num_classes=10,
+                    image_shape=(28, 28, 1))
 
 
 class SyntheticSource:
