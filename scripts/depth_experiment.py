@@ -45,6 +45,7 @@ VARIANT_FLAGS = {
     "sml": [],
 }
 VARIANT_LABELS = {"ann": "ANN (ReLU)", "snn": "SNN (T=4)", "sml": "SNN + SML"}
+VARIANT_COLORS = {"ann": "black", "snn": "tab:red", "sml": "tab:blue"}
 
 
 def train_command(args: argparse.Namespace, variant: str, depth: int,
@@ -164,7 +165,7 @@ def plot_depth(rows: list[dict[str, Any]], variants: list[str], depths: list[int
                  if r["variant"] == variant and r["test_accuracy"] is not None)
     if pts:
       xs, ys = zip(*pts)
-      ax.plot(xs, ys, marker="o", label=VARIANT_LABELS[variant])
+      ax.plot(xs, ys, marker="o", label=VARIANT_LABELS[variant], color=VARIANT_COLORS[variant])
   ax.set_xscale("log", base=2)
   ax.set_xticks(depths, [str(d) for d in depths])
   ax.set_xlabel("extra 3C128s1 layers L")
@@ -189,8 +190,8 @@ def plot_probes(probes: list[dict[str, Any]], path: pathlib.Path) -> None:
   fig, axes = plt.subplots(len(depths), 1, figsize=(width, 2.9 * len(depths) + 0.9),
                            squeeze=False)
   axes = axes.T
-  styles = {("snn", "surrogate"): dict(color="tab:red"),
-            ("sml", "surrogate"): dict(color="tab:blue"),
+  styles = {("snn", "surrogate"): dict(color=VARIANT_COLORS["snn"]),
+            ("sml", "surrogate"): dict(color=VARIANT_COLORS["sml"]),
             ("sml", "head"): dict(color="tab:green", ls="--")}
   for ax, depth in zip(axes[0], depths):
     shift = -0.1
@@ -340,6 +341,8 @@ def depth_markdown(args: argparse.Namespace, rows: list[dict[str, Any]], command
       "## Test accuracy (%, full 10,000-image test set, after the last step)", "",
       *acc, "",
       "## Wall time per run (s; includes start-up, compilation and the final evaluation)", "",
+      "The machine was shared with other jobs (load average 4-10 on 2 cores), so these "
+      "times are noisy and not a speed benchmark.", "",
       *wall, "",
       f"Sum over the runs: {total_s / 60:.1f} min of training (plus the probes, see "
       "probe.md); runs are sequential, one at a time.", "",
