@@ -334,3 +334,12 @@ def test_check_workdir_errors(tmp_path):
     CORRUPTIONS["garbage_metadata"](folder / s)
   with pytest.raises(ckpt_lib.UnreadableCheckpointError, match="none can be read"):
     ckpt_lib.check_workdir(tmp_path / "good", require_checkpoint=True)
+
+
+def test_relative_directory_is_made_absolute(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  with Checkpointer("relative/checkpoints", keep_last=1) as c:
+    c.save(1, {"w": np.arange(3.0)})
+    c.wait_until_finished()
+    assert c.directory.is_absolute()
+  assert (tmp_path / "relative" / "checkpoints" / "1").is_dir()

@@ -52,7 +52,8 @@ def run_train(workdir, overrides, env=None, extra=(), **popen_kwargs):
   flags = [f"--config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in overrides.items()]
   cmd = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs/fmnist_vgg_sml.py"),
          "--workdir", str(workdir), *flags, *extra]
-  return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
+  cwd = popen_kwargs.pop("cwd", REPO)
+  return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           **popen_kwargs)
 
@@ -194,7 +195,7 @@ def test_train_then_evaluate_on_real_fashion_mnist(tmp_path):
   workdir = tmp_path / "fmnist"
   flags = {**TINY, "max_steps": 24, "log_every_steps": 6, "optimizer.learning_rate": 0.01,
            "data.eval_split": "test[:2000]"}
-  code, out = finish(run_train(workdir, flags))
+  code, out = finish(run_train("fmnist", flags, cwd=tmp_path))  # a relative --workdir, as in the README
   assert code == 0, out
   assert "final test accuracy" in out
   records = metrics.read_metrics(workdir)

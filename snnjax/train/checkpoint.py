@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -90,7 +91,7 @@ class Checkpointer:
       read_only: bool = False,
   ):
     _check_options(keep_last, best_metric, best_mode)
-    self.directory = epath.Path(directory)
+    self.directory = epath.Path(os.path.abspath(os.fspath(directory)))  # orbax needs absolute paths
     _check_not_a_file(self.directory)
     self.keep_last = keep_last
     self.keep_best = keep_best

@@ -130,7 +130,7 @@ def compiled_eval_step(exp: Experiment):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
                        ) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns final metrics."""
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).absolute()
   exp = prepare(config, workdir)
   mesh, train_data, test_data, checkpointer = (exp.mesh, exp.train_data, exp.test_data,
                                                exp.checkpointer)

@@ -1,0 +1,50 @@
+"""SpikingJelly row: ResNet-19 from SpikingJelly's multi-step layers, eager PyTorch.
+
+Layers: ``layer.Conv2d`` / ``layer.BatchNorm2d`` / ``layer.Linear`` with
+step_mode="m" (SpikingJelly merges T*B for them, so BN statistics are shared
+over time), ``neuron.LIFNode(tau=2, decay_input=False, v_reset=0,
+surrogate_function=surrogate.ATan(alpha=2), detach_reset=False, step_mode="m")``,
+``functional.reset_net`` after each step. The network is
+:class:`torch_common.ResNet19`, written from the spec, not SpikingJelly's model zoo.
+
+Neuron kernels: on CPU SpikingJelly 2.0 runs its registered CPU operator; on a
+GPU ``--sj-cuda-impl`` picks its CUDA implementation through
+SJ_LIF_CUDA_IMPLEMENTATION (auto | cuda | triton | torch). SpikingJelly 2.0 has
+no CuPy backend any more (0.0.0.0.14's ``backend="cupy"``); its "cuda" kernels
+replace it.
+
+Run by the benchmark drivers: ``python spikingjelly_step.py --spec JSON --out FILE``.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+
+import harness
+import torch_common
+
+
+def build(spec: harness.Spec) -> torch_common.Bench:
+  if spec.device == "gpu":
+    os.environ["SJ_LIF_CUDA_IMPLEMENTATION"] = spec.sj_cuda_impl
+  from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+  layers = torch_common.Layers(
+      conv=lambda cin, cout, k, s: layer.Conv2d(cin, cout, k, s, k // 2, bias=False,
+                                                step_mode="m"),
+      bn=lambda c: layer.BatchNorm2d(c, eps=1e-5, momentum=0.1, step_mode="m"),
+      neuron=lambda: neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=1.0, v_reset=0.0,
+                                    surrogate_function=surrogate.ATan(alpha=2.0),
+                                    detach_reset=False, step_mode="m"),
+      linear=lambda fin, fout: layer.Linear(fin, fout, step_mode="m"),
+      reset=functional.reset_net,
+  )
+  versions = {"spikingjelly": metadata.version("spikingjelly")}
+  if spec.device == "gpu":
+    versions["sj_lif_cuda_implementation"] = spec.sj_cuda_impl
+  return torch_common.Bench(spec, layers, versions)
+
+
+if __name__ == "__main__":
+  harness.main(build)
