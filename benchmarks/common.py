@@ -135,6 +135,17 @@ def run_jobs(jobs: Sequence[Job], parallel: int = 1, timeout: float = 900.0) -> 
 # Reporting.
 
 
+def working_set_mb(record: dict) -> float | None:
+  """Memory the training step adds: peak RSS over the timed steps minus RSS just before them.
+
+  Activations, gradients and temporaries of the step (and, for JAX, the
+  output buffers of the donated state); start-up, compiled code and the
+  heap that compilation freed are excluded (the harness trims the heap first).
+  """
+  steady, before = record.get("steady_rss_mb"), record.get("rss_before_steps_mb")
+  return None if steady is None or before is None else steady - before
+
+
 def fmt(value: Any, digits: int = 1) -> str:
   """A table cell: numbers rounded, None as a dash."""
   if value is None:

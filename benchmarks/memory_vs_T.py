@@ -18,9 +18,11 @@ run with XLA_FLAGS=--xla_disable_hlo_passes=cse_barrier_expander on CPU (the
 no barriers, so the flag would change nothing there.
 
 Memory columns: peak RSS of the whole child (ru_maxrss: includes framework
-start-up and compilation), peak RSS over the timed steps only (the training
-working set plus the runtime), XLA's temp buffer (activations and workspace of
-the compiled step, JAX rows) and the device's peak (GPU). Growth ratios
+start-up and compilation), peak RSS over the timed steps only (the runtime
+plus the step), the step's working set (that peak minus the RSS just before
+the timed steps, after freed heap went back to the OS: what the step itself
+adds), XLA's temp buffer (activations and workspace of the compiled step, JAX
+rows) and the device's peak (GPU). Growth ratios
 T=16 / T=4 are reported for each (smallest / largest T when those did not run).
 
     python benchmarks/memory_vs_T.py                  # CPU defaults, about 8 minutes on 2 cores
@@ -39,7 +41,8 @@ import common
 DEFAULT_OUT = common.HERE / "results" / "memory_vs_T.json"
 VARIANTS = ("none", "block", "neuron", "spikingjelly")
 MEMORY_KEYS = {"peak RSS": "wait4_maxrss_mb", "RSS during steps": "steady_rss_mb",
-               "XLA temp": "xla_temp_mb", "device peak": "device_peak_mb"}
+               "step working set": "working_set_mb", "XLA temp": "xla_temp_mb",
+               "device peak": "device_peak_mb"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,8 +85,10 @@ def jobs(args: argparse.Namespace) -> list[common.Job]:
   if unknown:
     sys.exit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
   out = []
-  for variant in variants:
-    for T in (int(t) for t in args.Ts.split(",")):
+  # Interleaved (every variant at one T, then the next T), so drifting machine load
+  # does not fall on one variant.
+  for T in (int(t) for t in args.Ts.split(",")):
+    for variant in variants:
       framework = "spikingjelly" if variant == "spikingjelly" else "snnjax"
       spec = common.Spec(framework=framework, T=T, batch=args.batch, width=args.width,
                          dtype=args.dtype, steps=args.steps, warmup=args.warmup,
@@ -120,17 +125,15 @@ def growth(records: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def report(args: argparse.Namespace, records: list[dict], result: dict[str, Any]) -> str:
-  header = ["row", "T", "step ms", "images/s", "peak RSS MiB", "RSS during steps MiB",
-            "XLA temp MiB", "device peak MiB"]
+  header = ["row", "T", "step ms", "images/s", *(f"{m} MiB" for m in MEMORY_KEYS)]
   rows = []
-  for r in records:
+  for r in sorted(records, key=lambda r: (r["label"] != "snnjax", r["label"], r["spec"]["T"])):
     if not r.get("ok"):
       rows.append([r["label"], r["spec"]["T"], f"failed: {r.get('error', '?')[:100]}"]
                   + ["-"] * (len(header) - 3))
       continue
     rows.append([r["label"], r["spec"]["T"], r["step_s_median"] * 1e3, r["images_per_s"],
-                 r.get("wait4_maxrss_mb"), r.get("steady_rss_mb"), r.get("xla_temp_mb"),
-                 r.get("device_peak_mb")])
+                 *(r.get(key) for key in MEMORY_KEYS.values())])
   growth_rows = [[name, *(g.get(m) for m in (*MEMORY_KEYS, "step time"))]
                  for name, g in result["growth"].items()]
   spec = records[0]["spec"]
@@ -156,6 +159,8 @@ def report(args: argparse.Namespace, records: list[dict], result: dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
   records = common.run_jobs(jobs(args), parallel=args.parallel, timeout=args.timeout)
+  for r in records:
+    r["working_set_mb"] = common.working_set_mb(r)
   result = {"benchmark": "memory_vs_T", "args": vars(args), "records": records,
             "growth": growth(records), "environment": common.environment(records)}
   common.write_outputs(result, report(args, records, result), args.out, args.md)

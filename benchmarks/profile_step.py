@@ -1,9 +1,12 @@
 """Where the time of one snnjax train step goes: a jax.profiler trace, summed per XLA operation.
 
 Builds the same step as ``train_throughput.py`` (``peers/snnjax_step.py``),
-traces ``--steps`` steps after compilation and warm-up, and prints the XLA
-operations of the step grouped by kind (convolution, fusion, copy / transpose,
-...) and the slowest single operations, with their share of the traced time.
+traces ``--steps`` steps after compilation and warm-up, and prints the time of
+the step's XLA operations grouped by the part of the step they come from
+(convolutions, BatchNorm, neurons, optimiser; read from the HLO metadata), by
+XLA operation kind (YNNPACK / oneDNN fusions, loop fusions, copies and
+transposes, ...), and the slowest single operations. Times are summed over the
+XLA CPU threads, so shares are of the summed time.
 
     python benchmarks/profile_step.py                        # SNN, CPU defaults
     python benchmarks/profile_step.py --ann                  # the ANN limit
@@ -64,18 +67,52 @@ def op_events(trace_dir: str) -> list[tuple[str, float]]:
   return events
 
 
-def summarise(events: list[tuple[str, float]], steps: int, top: int) -> dict:
-  """Per-kind and per-operation time (ms per step, summed over threads) and shares."""
+INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name=\"([^\"]*)\"")
+
+
+def sources(hlo_text: str) -> dict[str, str]:
+  """HLO instruction name -> the JAX op_name it came from (its metadata)."""
+  return {m.group(1): m.group(2) for m in map(INSTRUCTION.match, hlo_text.splitlines()) if m}
+
+
+def layer_of(op_name: str) -> str:
+  """What part of the step an op belongs to, from its JAX op_name (a module path).
+
+  "convolution" (forward or backward, any layer), "BatchNorm", "neuron" (LIF
+  scan and surrogate: modules named sn* / *_sn), "other model ops", or
+  "optimizer / loss / metrics" (ops outside the model).
+  """
+  if op_name.endswith("conv_general_dilated"):
+    return "convolution"
+  parts = op_name.split("/")
+  if not any(p.startswith(("jvp(", "transpose(jvp(")) for p in parts):
+    return "optimizer / loss / metrics"
+  if any(p.startswith("sn") or p.endswith("_sn") for p in parts):
+    return "neuron"
+  if any(p.startswith("bn") or p.endswith("_bn") for p in parts):
+    return "BatchNorm"
+  return "other model ops"
+
+
+def summarise(events: list[tuple[str, float]], steps: int, top: int,
+              hlo_text: str = "") -> dict:
+  """Time per step (ms, summed over threads) and shares: per op kind, per layer kind, slowest ops."""
   total = sum(ms for _, ms in events) or 1.0
+  origin = sources(hlo_text)
   by_kind: dict[str, float] = collections.Counter()
+  by_layer: dict[str, float] = collections.Counter()
   by_op: dict[str, float] = collections.Counter()
   for name, ms in events:
     by_kind[kind_of(name)] += ms / steps
+    by_layer[layer_of(origin.get(name, ""))] += ms / steps
     by_op[name] += ms / steps
+  share = lambda counter: {k: {"ms": v, "share": v * steps / total}
+                           for k, v in counter.most_common()}
   return {
       "op_ms_per_step": total / steps,
-      "by_kind": {k: {"ms": v, "share": v * steps / total} for k, v in by_kind.most_common()},
-      "top_ops": [{"op": k, "ms": v, "share": v * steps / total}
+      "by_kind": share(by_kind),
+      "by_layer": share(by_layer),
+      "top_ops": [{"op": k, "ms": v, "share": v * steps / total, "source": origin.get(k)}
                   for k, v in by_op.most_common(top)],
   }
 
@@ -102,14 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     with jax.profiler.trace(trace_dir):
       for _ in range(args.steps):
         bench.step()
-    summary = summarise(op_events(trace_dir), args.steps, args.top)
+    summary = summarise(op_events(trace_dir), args.steps, args.top, bench.compiled.as_text())
   print(f"{spec.framework}: {summary['op_ms_per_step']:.0f} ms of XLA operations per step "
         "(summed over threads)")
-  for kind, v in summary["by_kind"].items():
-    print(f"  {kind:20s} {v['ms']:8.1f} ms  {100 * v['share']:5.1f} %")
+  for title, key in (("by part of the step (from HLO metadata)", "by_layer"),
+                     ("by XLA operation kind", "by_kind")):
+    print(title + ":")
+    for kind, v in summary[key].items():
+      print(f"  {kind:32s} {v['ms']:8.1f} ms  {100 * v['share']:5.1f} %")
   print("slowest operations:")
   for v in summary["top_ops"]:
-    print(f"  {v['op']:40s} {v['ms']:8.1f} ms  {100 * v['share']:5.1f} %")
+    print(f"  {v['op']:28s} {v['ms']:8.1f} ms  {100 * v['share']:5.1f} %  {v['source'] or ''}")
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(summary, indent=1))
   return 0

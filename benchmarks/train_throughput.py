@@ -12,8 +12,10 @@ Every framework runs in its own process, back to back; compilation (JAX) and
 ``--warmup`` steps are excluded from the timed ``--steps``; images/s = B /
 median step time (the ANN's T*B images count as B). Memory: the child's peak
 RSS (ru_maxrss via wait4), its peak RSS over the timed steps only, XLA's
-temp buffer size (JAX rows) and the device's peak (GPU). Parameter counts must
-agree across frameworks, or the run fails.
+temp buffer size (JAX rows), the step's working set (peak RSS over the timed
+steps minus RSS just before them, after returning freed heap to the OS) and the
+device's peak (GPU). Parameter counts must agree across frameworks, or the run
+fails.
 
     python benchmarks/train_throughput.py                      # CPU defaults: width 1/4, B=16, T=4
     python benchmarks/train_throughput.py --smoke              # seconds: snnjax + the limit, tiny
@@ -126,8 +128,8 @@ def ratios(records: list[dict]) -> dict[str, dict[str, float]]:
 
 def report(args: argparse.Namespace, records: list[dict], result: dict[str, Any]) -> str:
   header = ["framework", "dtype", "params", "compile s", "step ms (median)", "step ms (min)",
-            "images/s", "snnjax / this", "peak RSS MiB", "RSS during steps MiB", "XLA temp MiB",
-            "device peak MiB"]
+            "images/s", "snnjax / this", "peak RSS MiB", "RSS during steps MiB",
+            "step working set MiB", "XLA temp MiB", "device peak MiB"]
   rows = []
   for r in records:
     if not r.get("ok"):
@@ -140,7 +142,7 @@ def report(args: argparse.Namespace, records: list[dict], result: dict[str, Any]
     rows.append([r["label"], r["spec"]["dtype"], f"{r['n_params']:,}", r.get("compile_s"),
                  r["step_s_median"] * 1e3, r["step_s_min"] * 1e3, r["images_per_s"], ratio,
                  r.get("wait4_maxrss_mb") or r.get("peak_rss_mb"), r.get("steady_rss_mb"),
-                 r.get("xla_temp_mb"), r.get("device_peak_mb")])
+                 common.working_set_mb(r), r.get("xla_temp_mb"), r.get("device_peak_mb")])
   spec = records[0]["spec"]
   lines = [f"### Training step, ResNet-19 width {args.width}, T={args.T}, B={args.batch}, "
            f"{args.device}",

@@ -17,10 +17,12 @@ Protocol of a framework's ``build(spec) -> Bench``:
 
 Timing: compile (if any) is timed on its own; the first step and ``warmup - 1``
 further steps are excluded; then ``steps`` steps are timed one by one. Memory:
-``baseline_rss_mb`` right after the framework's imports, ``steady_rss_mb`` the
-peak resident set over the timed steps only (the kernel's peak counter is reset
-after warm-up through /proc/self/clear_refs), ``peak_rss_mb`` the whole
-process's peak (what the parent also reads from ``wait4``'s ru_maxrss).
+``baseline_rss_mb`` right after the framework's imports; after warm-up, freed
+heap is returned to the OS (malloc_trim) and ``rss_before_steps_mb`` read;
+``steady_rss_mb`` is the peak resident set over the timed steps only (the
+kernel's peak counter is reset through /proc/self/clear_refs first);
+``peak_rss_mb`` the whole process's peak, compilation included (what the parent
+also reads from ``wait4``'s ru_maxrss).
 """
 
 from __future__ import annotations
@@ -125,6 +127,19 @@ def hwm_mb() -> float | None:
   return None if kib is None else kib / 1024
 
 
+def trim_heap() -> bool:
+  """Returns freed heap memory to the OS (glibc malloc_trim), so RSS shows what is live.
+
+  Without it, memory that compilation (XLA) or warm-up freed but malloc kept
+  would count as the training step's. False where glibc is not available.
+  """
+  try:
+    import ctypes
+    return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) or True)
+  except (OSError, AttributeError):
+    return False
+
+
 def reset_hwm() -> bool:
   """Resets the kernel's peak-RSS counter of this process; False where not allowed."""
   try:
@@ -170,6 +185,8 @@ def measure(bench: Any, spec: Spec) -> dict[str, Any]:
   first_step_s = time.perf_counter() - t
   for _ in range(max(spec.warmup - 1, 0)):
     bench.step()
+  trimmed = trim_heap()
+  before_steps = rss_mb()
   hwm_reset = reset_hwm()
   bench.reset_peak()
   times = []
@@ -188,6 +205,8 @@ def measure(bench: Any, spec: Spec) -> dict[str, Any]:
       "images_per_s": spec.images_per_step / median,
       "loss": float(bench.loss()),
       "steady_rss_mb": hwm_mb() if hwm_reset else None,
+      "rss_before_steps_mb": before_steps,
+      "heap_trimmed": trimmed,
   }
 
 
