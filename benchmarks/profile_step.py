@@ -79,9 +79,12 @@ def layer_of(op_name: str) -> str:
   """What part of the step an op belongs to, from its JAX op_name (a module path).
 
   "convolution" (forward or backward, any layer), "BatchNorm", "neuron" (LIF
-  scan and surrogate: modules named sn* / *_sn), "other model ops", or
-  "optimizer / loss / metrics" (ops outside the model).
+  scan and surrogate: modules named sn* / *_sn), "other model ops",
+  "optimizer / loss / metrics" (ops outside the model), or "no metadata" (ops
+  XLA created itself, e.g. layout transposes fused with recomputation).
   """
+  if not op_name:
+    return "no metadata (XLA-made copies / transposes)"
   if op_name.endswith("conv_general_dilated"):
     return "convolution"
   parts = op_name.split("/")
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                      ("by XLA operation kind", "by_kind")):
     print(title + ":")
     for kind, v in summary[key].items():
-      print(f"  {kind:32s} {v['ms']:8.1f} ms  {100 * v['share']:5.1f} %")
+      print(f"  {kind:44s} {v['ms']:8.1f} ms  {100 * v['share']:5.1f} %")
   print("slowest operations:")
   for v in summary["top_ops"]:
     print(f"  {v['op']:28s} {v['ms']:8.1f} ms  {100 * v['share']:5.1f} %  {v['source'] or ''}")

@@ -28,7 +28,6 @@ Writes ``--out`` (JSON) and ``--md`` (Markdown) and prints the table.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from typing import Any
 

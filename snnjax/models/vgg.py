@@ -143,6 +143,7 @@ class ConvNet(SpikingNet):
       return s, synapse(l, s)
 
     # remat="block": each conv layer is checkpointed (its input kept, the rest recomputed).
+    # ISNM's unit is SN_{l-1} + synapse_l; its encoder conv and output neuron are not checkpointed.
     if self.form == "standard":
       layer = o.block(standard_layer, static_argnums=(2,))
       for l in range(1, len(plan) + 1):
