@@ -7,6 +7,7 @@ on clusters JAX detects (TPU pods, SLURM) --distributed alone is enough.
 """
 
 import logging
+import os
 import sys
 
 from absl import app, flags
@@ -26,6 +27,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  from snnjax.models import common
+  os.environ["XLA_FLAGS"] = common.xla_flags_for_remat(os.environ.get("XLA_FLAGS", ""),
+                                                       _CONFIG.value.model.remat)
   import jax
   if _NUM_PROCESSES.value or _COORDINATOR.value or _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,

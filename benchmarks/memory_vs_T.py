@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--warmup", type=int, default=1, help="excluded steps (after compilation)")
   p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
   p.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: visible cores)")
-  p.add_argument("--sj-cuda-impl", default="auto", choices=("auto", "cuda", "triton", "torch"))
+  p.add_argument("--sj-cuda-impl", default="auto", choices=("auto", "cuda", "triton", "torch", "cupy"))
   p.add_argument("--no-remat-xla-flag", action="store_true",
                  help=f"run remat rows without XLA_FLAGS={common.CPU_REMAT_XLA_FLAGS} on CPU")
   p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON result")

@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
   p.add_argument("--threads", type=int, default=0,
                  help="PyTorch threads (0: one per visible core, what XLA's CPU client uses)")
-  p.add_argument("--sj-cuda-impl", default="auto", choices=("auto", "cuda", "triton", "torch"),
+  p.add_argument("--sj-cuda-impl", default="auto", choices=("auto", "cuda", "triton", "torch", "cupy"),
                  help="SpikingJelly's CUDA neuron kernels (GPU only; 2.0's successor of CuPy)")
   p.add_argument("--spyx-neuron", default="hard", choices=("hard", "builtin"),
                  help="hard: the benchmark's LIF on Spyx's contract; builtin: spyx.nn.LIF "

@@ -113,3 +113,24 @@ def test_benchmark_smoke_run_writes_its_json(script, tmp_path):
   assert all(r["step_s_median"] > 0 and np.isfinite(r["loss"]) for r in result["records"])
   assert len({r["n_params"] for r in result["records"]}) == 1
   assert out.with_suffix(".md").read_text().startswith("###")
+
+
+def test_config_remat_reaches_the_model_and_is_validated():
+  from snnjax.train import config as config_lib
+  c = config_lib.base_config()
+  c.model.update(dict(name="resnet19", width=0.0625, remat="block"))
+  assert config_lib.build_model(c, num_classes=10).remat == "block"
+  c.model.remat = "time"
+  with pytest.raises(ValueError, match="remat 'time'"):
+    config_lib.validate(c)
+
+
+def test_cpu_remat_flag_is_added_once_and_only_with_remat():
+  from snnjax.models import common
+  assert common.xla_flags_for_remat("--a=1", "none") == "--a=1"
+  with_flag = common.xla_flags_for_remat("--a=1", "block")
+  assert with_flag == f"--a=1 {common.CPU_REMAT_XLA_FLAG}"
+  assert common.xla_flags_for_remat(with_flag, "neuron") == with_flag
+  sys.path.insert(0, str(ROOT / "benchmarks"))
+  import common as bench_common  # the stdlib-only benchmark driver keeps its own copy
+  assert bench_common.CPU_REMAT_XLA_FLAGS == common.CPU_REMAT_XLA_FLAG

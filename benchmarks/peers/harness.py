@@ -57,7 +57,7 @@ class Spec:
       XLA's CPU client sizes its pool from the visible cores).
     device: "cpu" or "gpu".
     remat: snnjax only, the model's remat option.
-    sj_cuda_impl: SpikingJelly's CUDA neuron implementation (auto | cuda | triton | torch).
+    sj_cuda_impl: SpikingJelly's CUDA neuron implementation (auto | cuda | triton | torch | cupy = 0.0.0.0.14's CuPy backend).
     spyx_neuron: "hard" (a hard-reset LIF on Spyx's stateful-layer contract) or
       "builtin" (spyx.nn.LIF: soft reset, spike from the previous membrane).
     lr, weight_decay: AdamW settings (decay on conv / dense kernels only).

@@ -97,6 +97,25 @@ def remat_class(cls: type[nn.Module], static_argnums: tuple[int, ...] = ()) -> t
   return nn.remat(cls, static_argnums=static_argnums)
 
 
+#: XLA:CPU removes jax.checkpoint's optimisation barriers before common-subexpression
+#: elimination (the "cse_barrier_expander" pass), which merges the recomputation back into
+#: the forward pass and undoes rematerialisation; disabling that pass keeps it.
+CPU_REMAT_XLA_FLAG = "--xla_disable_hlo_passes=cse_barrier_expander"
+
+
+def xla_flags_for_remat(xla_flags: str, remat: str) -> str:
+  """``xla_flags`` (an $XLA_FLAGS value) with :data:`CPU_REMAT_XLA_FLAG` added if remat is on.
+
+  Must reach $XLA_FLAGS before JAX creates its CPU client (the first device
+  query); train.py does this. GPU backends expand the barriers only after their
+  own CSE, so the flag matters on CPU alone.
+  """
+  check_remat(remat)
+  if remat == "none" or "cse_barrier_expander" in xla_flags:
+    return xla_flags
+  return f"{xla_flags} {CPU_REMAT_XLA_FLAG}".strip()
+
+
 def check_remat(remat: str) -> None:
   """Raises ValueError unless ``remat`` is one of :data:`REMAT`."""
   if remat not in REMAT:

@@ -16,6 +16,9 @@ is compiled.
     model.width             width multiplier of the SNN layers.
     model.dtype             compute dtype: "float32" | "bfloat16" (parameters stay float32).
     model.bn_momentum       BatchNorm running-average momentum.
+    model.remat             "none" | "block" | "neuron": rematerialise (jax.checkpoint) each
+                            block, or each neuron's time scan, in the backward pass: less
+                            activation memory for ~25% more step time (benchmarks/memory_vs_T.py).
     model.options           model-specific arguments (stem, depth, form, ann, ...).
     data                    see snnjax.data.config (source, folder, augmentation, ...).
     sml.enabled             train with Surrogate Module Learning heads and the SML loss.
@@ -62,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
       name="vgg_small", T=4, neuron="lif", tau=2.0,
       decay_input=False, v_threshold=1.0, v_reset=0.0, reset="hard", detach_reset=False,
       surrogate="atan(alpha=2.0)", width=1.0, dtype="float32", bn_momentum=0.9,
-      options=ml_collections.ConfigDict()))
+      remat="none", options=ml_collections.ConfigDict()))
   c.data = data.default_config()
   c.sml = ml_collections.ConfigDict(dict(
       enabled=False, heads=(), head_channels=256, alpha=0.5, lam=0.9, temperature=3.0))
@@ -109,7 +112,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
       sml_heads=tuple(config.sml.heads) if config.sml.enabled else (),
       head_channels=config.sml.head_channels, neuron=m.neuron, neuron_kwargs=neuron_kwargs(m),
       surrogate=m.surrogate, width=m.width, dtype=DTYPES[m.dtype], bn_momentum=m.bn_momentum,
-      **m.options.to_dict())
+      remat=m.remat, **m.options.to_dict())
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
