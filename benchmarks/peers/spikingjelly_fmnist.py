@@ -91,7 +91,10 @@ TRUNCATED_NORMAL_STDDEV = 0.87962566103423978
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-  """"a.b=v" -> ("a.b", v): v as a Python literal if it parses as one, else the string."""
+  """"a.b=v" -> ("a.b", v): v as a Python literal if it parses as one, else the string.
+
+  (:func:`load_config` keeps the string for string-valued keys, as train.py's flags.)
+  """
   key, sep, text = item.partition("=")
   if not sep or not key:
     raise ValueError(f"override {item!r} is not KEY=VALUE, e.g. num_epochs=2.")
@@ -115,7 +118,7 @@ def load_config(path: str, overrides: list[str]):
       node = node[name]
     if leaf not in node:
       raise ValueError(f"override {item!r}: config has no key {key!r}.")
-    node[leaf] = value
+    node[leaf] = item.partition("=")[2] if isinstance(node[leaf], str) else value
   return config
 
 
@@ -553,11 +556,10 @@ def train(recipe: dict[str, Any], device_name: str, threads: int = 0) -> dict[st
     if not np.all(np.isfinite(values[:, 0])):
       raise FloatingPointError(f"non-finite loss in steps {window_step + 1}..{step}")
     elapsed = time.perf_counter() - window_start
+    lrs = [learning_rate(t, o["learning_rate"], recipe["warmup_steps"], recipe["total_steps"],
+                         o["schedule"]) for t in range(window_step, step)]
     windows.append({"step": step, "loss": float(values[:, 0].mean()),
-                    "accuracy": float(values[:, 1].mean()),
-                    "learning_rate": learning_rate(step - 1, o["learning_rate"],
-                                                   recipe["warmup_steps"],
-                                                   recipe["total_steps"], o["schedule"]),
+                    "accuracy": float(values[:, 1].mean()), "learning_rate": float(np.mean(lrs)),
                     "images_per_s": (step - window_step) * c["batch_size"] / elapsed})
     print(f"step {step}: loss {windows[-1]['loss']:.4f} acc {windows[-1]['accuracy']:.3f} "
           f"{windows[-1]['images_per_s']:.0f} images/s", file=sys.stderr, flush=True)
