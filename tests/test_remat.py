@@ -127,10 +127,11 @@ def test_config_remat_reaches_the_model_and_is_validated():
 
 def test_cpu_remat_flag_is_added_once_and_only_with_remat():
   from snnjax.models import common
-  assert common.xla_flags_for_remat("--a=1", "none") == "--a=1"
-  with_flag = common.xla_flags_for_remat("--a=1", "block")
+  assert common.xla_flags_for_remat("--a=1", "none", cpu_only=True) == "--a=1"
+  assert common.xla_flags_for_remat("--a=1", "block", cpu_only=False) == "--a=1"  # GPUs reject it
+  with_flag = common.xla_flags_for_remat("--a=1", "block", cpu_only=True)
   assert with_flag == f"--a=1 {common.CPU_REMAT_XLA_FLAG}"
-  assert common.xla_flags_for_remat(with_flag, "neuron") == with_flag
+  assert common.xla_flags_for_remat(with_flag, "neuron", cpu_only=True) == with_flag
   sys.path.insert(0, str(ROOT / "benchmarks"))
   import common as bench_common  # the stdlib-only benchmark driver keeps its own copy
   assert bench_common.CPU_REMAT_XLA_FLAGS == common.CPU_REMAT_XLA_FLAG

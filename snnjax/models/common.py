@@ -103,15 +103,16 @@ def remat_class(cls: type[nn.Module], static_argnums: tuple[int, ...] = ()) -> t
 CPU_REMAT_XLA_FLAG = "--xla_disable_hlo_passes=cse_barrier_expander"
 
 
-def xla_flags_for_remat(xla_flags: str, remat: str) -> str:
-  """``xla_flags`` (an $XLA_FLAGS value) with :data:`CPU_REMAT_XLA_FLAG` added if remat is on.
+def xla_flags_for_remat(xla_flags: str, remat: str, cpu_only: bool) -> str:
+  """``xla_flags`` (an $XLA_FLAGS value) with :data:`CPU_REMAT_XLA_FLAG` added for remat on CPU.
 
-  Must reach $XLA_FLAGS before JAX creates its CPU client (the first device
-  query); train.py does this. GPU backends expand the barriers only after their
-  own CSE, so the flag matters on CPU alone.
+  Only for a process whose JAX uses the CPU alone (``cpu_only``): GPU compilers
+  expand the barriers after their own CSE and reject the flag's result
+  ("Unsupported instruction opcode: opt-barrier"). Must reach $XLA_FLAGS before
+  JAX creates its first client; train.py does this.
   """
   check_remat(remat)
-  if remat == "none" or "cse_barrier_expander" in xla_flags:
+  if remat == "none" or not cpu_only or "cse_barrier_expander" in xla_flags:
     return xla_flags
   return f"{xla_flags} {CPU_REMAT_XLA_FLAG}".strip()
 
