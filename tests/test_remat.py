@@ -135,3 +135,17 @@ def test_cpu_remat_flag_is_added_once_and_only_with_remat():
   sys.path.insert(0, str(ROOT / "benchmarks"))
   import common as bench_common  # the stdlib-only benchmark driver keeps its own copy
   assert bench_common.CPU_REMAT_XLA_FLAGS == common.CPU_REMAT_XLA_FLAG
+
+
+def test_accuracy_benchmark_smoke_run_trains_both_frameworks(tmp_path):
+  """``accuracy.py --smoke``: snnjax's train.py and the SpikingJelly twin, 4 steps each."""
+  out = tmp_path / "accuracy.json"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--smoke",
+                         "--out", str(out), "--workdir-root", str(tmp_path / "runs")],
+                        capture_output=True, text=True, env=env, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  records = json.loads(out.read_text())["records"]
+  assert len(records) == 2
+  assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["steps"] == 4 for r in records)
+  assert len({(r["n_params"], r["n_params_with_heads"]) for r in records}) == 1

@@ -124,8 +124,8 @@ def _version(package: str) -> str:
   from importlib import metadata
   try:
     return metadata.version(package)
-  except metadata.PackageNotFoundError:
-    return "?"
+  except metadata.PackageNotFoundError:  # on the path but not installed (PYTHONPATH)
+    return getattr(__import__(package), "__version__", "?")
 
 
 if __name__ == "__main__":
