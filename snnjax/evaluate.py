@@ -70,6 +70,27 @@ def write_report(table: str, out: pathlib.Path | None, plot_path: pathlib.Path |
     plot_fn(plot_path)
 
 
+def report_main(compute, title, format_table, plot, out: pathlib.Path | None,
+                plot_path: pathlib.Path | None) -> int:
+  """The command-line tail of a report on a trained run; returns the exit status.
+
+  ``compute()`` gives {"config", "step", "results"}; a ValueError / OSError is
+  printed and exits 2. Process 0 prints ``format_table(results, title(result))``,
+  writes it to ``out`` and ``plot(results, plot_path, title=...)`` if asked.
+  """
+  try:
+    result = compute()
+  except (ValueError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if jax.process_index() != 0:
+    return 0
+  plot_title = f"{result['config'].model.name}, step {result['step']}"
+  write_report(format_table(result["results"], title(result)), out, plot_path,
+               lambda path: plot(result["results"], path, title=plot_title))
+  return 0
+
+
 def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best") -> dict:
   """Restores a checkpoint of ``workdir`` and evaluates it; returns metrics and the energy report."""
   config, exp, state, step = restore_run(workdir, which)

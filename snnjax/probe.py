@@ -180,21 +180,17 @@ def main(argv=None) -> int:
   parser.add_argument("--out", type=pathlib.Path, default=None, help="Markdown table")
   parser.add_argument("--plot", type=pathlib.Path, default=None, help="PNG plot")
   args = parser.parse_args(argv)
-  try:
-    result = probe_workdir(args.workdir, which=args.checkpoint, num_batches=args.batches,
-                           batch_size=args.batch_size, num_directions=args.directions,
-                           step_size=args.step_size, seed=args.seed)
-  except (ValueError, OSError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  c = result["config"]
-  title = (f"Gradient probe: {c.model.name}, T={c.model.T}, surrogate {c.model.surrogate}, "
-           f"checkpoint step {result['step']}, {args.directions} directions, "
-           f"eps = {args.step_size:g} x ||W||")
-  evaluate.write_report(format_table(result["results"], title), args.out, args.plot,
-                        lambda path: plot(result["results"], path,
-                                          title=f"{c.model.name}, step {result['step']}"))
-  return 0
+  def title(result):
+    c = result["config"]
+    return (f"Gradient probe: {c.model.name}, T={c.model.T}, surrogate {c.model.surrogate}, "
+            f"checkpoint step {result['step']}, {args.directions} directions, "
+            f"eps = {args.step_size:g} x ||W||")
+
+  return evaluate.report_main(
+      lambda: probe_workdir(args.workdir, which=args.checkpoint, num_batches=args.batches,
+                            batch_size=args.batch_size, num_directions=args.directions,
+                            step_size=args.step_size, seed=args.seed),
+      title, format_table, plot, args.out, args.plot)
 
 
 if __name__ == "__main__":

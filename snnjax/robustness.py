@@ -209,21 +209,15 @@ def main(argv=None) -> int:
   parser.add_argument("--plot", type=pathlib.Path, default=None, help="PNG plot")
   args = parser.parse_args(argv)
   noises = {k: v for k, v in (("gaussian", args.gaussian), ("salt_pepper", args.salt_pepper)) if v}
-  try:
-    result = evaluate_workdir(args.workdir, noises, args.checkpoint, args.seed)
-  except (ValueError, OSError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  if jax.process_index() != 0:
-    return 0
-  c = result["config"]
-  dataset = c.data.name if c.data.source == "tfds" else c.data.source
-  title = (f"Accuracy under input noise: {c.model.name} on {dataset}, "
-           f"checkpoint step {result['step']}")
-  evaluate.write_report(format_table(result["results"], title), args.out, args.plot,
-                        lambda path: plot(result["results"], path,
-                                          title=f"{c.model.name}, step {result['step']}"))
-  return 0
+  def title(result):
+    c = result["config"]
+    dataset = c.data.name if c.data.source == "tfds" else c.data.source
+    return (f"Accuracy under input noise: {c.model.name} on {dataset}, "
+            f"checkpoint step {result['step']}")
+
+  return evaluate.report_main(
+      lambda: evaluate_workdir(args.workdir, noises, args.checkpoint, args.seed),
+      title, format_table, plot, args.out, args.plot)
 
 
 if __name__ == "__main__":

@@ -97,3 +97,13 @@ def test_table_and_plot(tmp_path):
   assert "| gaussian | 0.1 | 50.00 |" in table and "| salt_pepper | 0.05 | 70.00 |" in table
   robustness.plot(results, tmp_path / "r.png")
   assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("module", ["probe", "robustness"])
+def test_report_on_a_missing_workdir_exits_2_naming_it(module, tmp_path, capsys):
+  import importlib
+  main = importlib.import_module(f"snnjax.{module}").main
+  missing = tmp_path / "no_such_run"
+  assert main(["--workdir", str(missing)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "no_such_run" in err
