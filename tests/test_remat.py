@@ -149,3 +149,14 @@ def test_accuracy_benchmark_smoke_run_trains_both_frameworks(tmp_path):
   assert len(records) == 2
   assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["steps"] == 4 for r in records)
   assert len({(r["n_params"], r["n_params_with_heads"]) for r in records}) == 1
+
+
+def test_train_py_adds_the_remat_flag_only_for_a_cpu_only_jax(monkeypatch):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+  train_script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(train_script)
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  assert train_script.jax_uses_cpu_only()
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+  assert not train_script.jax_uses_cpu_only()
