@@ -95,6 +95,18 @@ class Spec:
     return self.batch
 
 
+def version(package: str) -> str:
+  """``package``'s installed version, its ``__version__`` when it is only on the path, or "?"."""
+  from importlib import metadata
+  try:
+    return metadata.version(package)
+  except metadata.PackageNotFoundError:
+    try:
+      return getattr(__import__(package), "__version__", "?")
+    except ImportError:
+      return "?"
+
+
 def channels(base: int, width: float) -> int:
   """Channels after the width multiplier: max(1, round(base * width)), as snnjax's models."""
   return max(1, int(round(base * width)))

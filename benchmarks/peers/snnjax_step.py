@@ -112,20 +112,12 @@ class Bench:
         "xla_argument_mb": getattr(memory, "argument_size_in_bytes", 0) / harness.MIB,
         "device_peak_mb": device_peak_mb(),
         "mean_firing_rate": float(np.mean(rates)) if rates else None,
-        "versions": {"jax": jax.__version__, "jaxlib": _version("jaxlib"),
-                     "flax": _version("flax"), "optax": _version("optax"),
-                     "snnjax": _version("snnjax")},
+        "versions": {"jax": jax.__version__, "jaxlib": harness.version("jaxlib"),
+                     "flax": harness.version("flax"), "optax": harness.version("optax"),
+                     "snnjax": harness.version("snnjax")},
         "backend": jax.default_backend(),
         "device_kind": jax.devices()[0].device_kind,
     }
-
-
-def _version(package: str) -> str:
-  from importlib import metadata
-  try:
-    return metadata.version(package)
-  except metadata.PackageNotFoundError:  # on the path but not installed (PYTHONPATH)
-    return getattr(__import__(package), "__version__", "?")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Run by the benchmark drivers: ``python snntorch_step.py --spec JSON --out FILE``
 
 from __future__ import annotations
 
-from importlib import metadata
 
 import harness
 import snntorch as snn
@@ -47,7 +46,7 @@ class LeakyOverTime(nn.Module):
 
 def build(spec: harness.Spec) -> torch_common.Bench:
   layers = torch_common.plain_layers(LeakyOverTime)
-  return torch_common.Bench(spec, layers, {"snntorch": metadata.version("snntorch")})
+  return torch_common.Bench(spec, layers, {"snntorch": harness.version("snntorch")})
 
 
 if __name__ == "__main__":

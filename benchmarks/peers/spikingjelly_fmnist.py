@@ -72,7 +72,6 @@ import pathlib
 import sys
 import time
 import traceback
-from importlib import metadata
 from typing import Any
 
 import harness
@@ -204,7 +203,7 @@ def describe(config_path: str, overrides: list[str]) -> dict[str, Any]:
       "n_decayed_with_heads": n_heads_decayed,
       "backend": jax.default_backend(),
       "device_kind": jax.devices()[0].device_kind,
-      "versions": {p: _version(p) for p in ("jax", "jaxlib", "flax", "optax", "snnjax")},
+      "versions": {p: harness.version(p) for p in ("jax", "jaxlib", "flax", "optax", "snnjax")},
       "hardware": harness.hardware(),
   }
 
@@ -215,13 +214,6 @@ def _parse_plan(model) -> tuple:
     raise NotImplementedError(f"the SpikingJelly twin builds snnjax's plain ConvNets "
                               f"(vgg_small, vggsnn, depth_net), not {type(model).__name__}.")
   return vgg.parse_plan(model.plan)
-
-
-def _version(package: str) -> str:
-  try:
-    return metadata.version(package)
-  except metadata.PackageNotFoundError:
-    return "?"
 
 
 def check_supported(recipe: dict[str, Any]) -> None:
@@ -344,11 +336,6 @@ class TrainStream:
 # The network and loss (PyTorch + SpikingJelly).
 
 
-def scale_width(channels: int, width: float) -> int:
-  """max(1, round(channels * width)), snnjax's width multiplier."""
-  return max(1, int(round(channels * width)))
-
-
 def build_net(recipe: dict[str, Any]):
   """The twin of the recipe's snnjax ConvNet (with its SML heads), initialised like Flax."""
   import torch
@@ -399,7 +386,7 @@ def build_net(recipe: dict[str, Any]):
       self.heads = nn.ModuleDict()
       pools = {"max": layer.MaxPool2d, "avg": layer.AvgPool2d}
       for l, (features, stride, pool) in enumerate(m["plan"], 1):
-        cout = scale_width(features, mc["width"])
+        cout = harness.channels(features, mc["width"])
         self.convs.append(layer.Conv2d(cin, cout, 3, stride, 1, bias=False, step_mode="m"))
         self.bns.append(layer.BatchNorm2d(cout, eps=1e-5, momentum=bn_momentum, step_mode="m"))
         self.pools.append(pools[pool](2, 2, step_mode="m") if pool else nn.Identity())
@@ -615,7 +602,7 @@ def train(recipe: dict[str, Any], device_name: str, threads: int = 0) -> dict[st
       "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                       else harness.hardware()["cpu"]),
       "backend": device.type,
-      "versions": {"torch": torch.__version__, "spikingjelly": _version("spikingjelly"),
+      "versions": {"torch": torch.__version__, "spikingjelly": harness.version("spikingjelly"),
                    "numpy": np.__version__, **cuda_versions(device)},
   }
 

@@ -20,7 +20,6 @@ Run by the benchmark drivers: ``python spikingjelly_step.py --spec JSON --out FI
 from __future__ import annotations
 
 import os
-from importlib import metadata
 
 import numpy as np
 
@@ -33,7 +32,7 @@ def neuron_backend(spec: harness.Spec) -> dict[str, str]:
   if spec.device != "gpu":
     return {}
   if spec.sj_cuda_impl == "cupy":
-    version = metadata.version("spikingjelly")
+    version = harness.version("spikingjelly")
     if not version.startswith("0.0.0.0"):
       raise RuntimeError(f"--sj-cuda-impl cupy needs SpikingJelly 0.0.0.0.14 on the path, "
                          f"found {version}")
@@ -58,7 +57,7 @@ def build(spec: harness.Spec) -> torch_common.Bench:
       linear=lambda fin, fout: layer.Linear(fin, fout, step_mode="m"),
       reset=functional.reset_net,
   )
-  versions = {"spikingjelly": metadata.version("spikingjelly")}
+  versions = {"spikingjelly": harness.version("spikingjelly")}
   if spec.device == "gpu":
     versions["sj_lif_cuda_implementation"] = spec.sj_cuda_impl
   return torch_common.Bench(spec, layers, versions)

@@ -29,7 +29,6 @@ Run by the benchmark drivers: ``python spyx_step.py --spec JSON --out FILE``.
 from __future__ import annotations
 
 import time
-from importlib import metadata
 from typing import Any
 
 import harness
@@ -207,7 +206,7 @@ class Bench:
     return {
         "xla_temp_mb": getattr(memory, "temp_size_in_bytes", 0) / harness.MIB,
         "device_peak_mb": None if peak is None else peak / harness.MIB,
-        "versions": {p: metadata.version(p) for p in ("spyx", "jax", "jaxlib", "flax", "optax")},
+        "versions": {p: harness.version(p) for p in ("spyx", "jax", "jaxlib", "flax", "optax")},
         "spyx_neuron": self.spec.spyx_neuron,
         "backend": jax.default_backend(),
     }
