@@ -39,7 +39,6 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -124,31 +123,12 @@ def child_env(args: argparse.Namespace) -> dict[str, str]:
   return {"JAX_PLATFORMS": "cpu"} if args.device == "cpu" else {}
 
 
-def run_child(command: list[str], log: pathlib.Path, env: dict[str, str],
-              timeout: float) -> dict[str, Any]:
-  """Runs one command (stdout + stderr to ``log``); exit code, wall time, wait4 ru_maxrss."""
-  start = time.monotonic()
-  with open(log, "w") as log_file:
-    proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                            env={**os.environ, **env}, cwd=str(ROOT))
-    code, maxrss, timed_out = common._wait(proc, timeout)
-  result = {"exit_code": code, "wall_s": time.monotonic() - start, "wait4_maxrss_mb": maxrss,
-            "log": str(log)}
-  if timed_out:
-    result["error"] = f"timed out after {timeout:.0f} s"
-  elif code != 0:
-    result["error"] = f"exit status {code}"
-  if "error" in result:
-    result["log_tail"] = log.read_text()[-3000:]
-  return result
-
-
 def describe(args: argparse.Namespace, workdir: pathlib.Path) -> dict[str, Any]:
   """snnjax's resolved recipe and parameter counts (a JAX child); exits on failure."""
   out = workdir / "recipe.json"
   command = [args.python, str(TWIN), "--describe", "--config", args.config, "--out", str(out)]
   command += [a for item in overrides(args) for a in ("--set", item)]
-  run = run_child(command, workdir / "describe.log", child_env(args), args.timeout)
+  run = common.run_command(command, workdir / "describe.log", child_env(args), args.timeout)
   if "error" in run:
     sys.exit(f"resolving the config failed ({run['error']}):\n{run['log_tail']}")
   recipe = json.loads(out.read_text())
@@ -200,13 +180,13 @@ def run_framework(framework: str, args: argparse.Namespace, recipe: dict[str, An
     command = [args.python, str(ROOT / "train.py"), "--config", args.config,
                "--workdir", str(run_dir)]
     command += [f"--config.{item}" for item in overrides(args)]
-    run = run_child(command, workdir / "snnjax.log", child_env(args), args.timeout)
+    run = common.run_command(command, workdir / "snnjax.log", child_env(args), args.timeout)
     record = snnjax_record(recipe, run_dir, run)
   else:
     out = workdir / "spikingjelly.json"
     command = [args.python, str(TWIN), "--recipe", str(workdir / "recipe.json"),
                "--device", args.device, "--threads", str(args.threads), "--out", str(out)]
-    run = run_child(command, workdir / "spikingjelly.log", {}, args.timeout)
+    run = common.run_command(command, workdir / "spikingjelly.log", {}, args.timeout)
     record = json.loads(out.read_text()) if out.exists() else {"framework": framework,
                                                                 "ok": False}
     record.update(run)

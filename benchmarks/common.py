@@ -82,6 +82,33 @@ def _wait(proc: subprocess.Popen, timeout: float) -> tuple[int, float | None, bo
     time.sleep(0.1)
 
 
+def run_command(command: list[str], log: pathlib.Path, env: dict[str, str],
+                timeout: float) -> dict[str, Any]:
+  """Runs ``command`` from the repository root, output to ``log``, with ``env`` over os.environ.
+
+  Returns exit_code, wall_s, wait4_maxrss_mb and log, plus error and log_tail
+  when it timed out or exited non-zero. ``env``'s XLA_FLAGS are appended to
+  the caller's, not put in their place.
+  """
+  merged = {**os.environ, **env}
+  if "XLA_FLAGS" in env and os.environ.get("XLA_FLAGS"):
+    merged["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} {env['XLA_FLAGS']}"
+  start = time.monotonic()
+  with open(log, "w") as log_file:
+    proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=merged,
+                            cwd=str(HERE.parent))
+    code, maxrss, timed_out = _wait(proc, timeout)
+  result = {"exit_code": code, "wall_s": time.monotonic() - start, "wait4_maxrss_mb": maxrss,
+            "log": str(log)}
+  if timed_out:
+    result["error"] = f"timed out after {timeout:.0f} s"
+  elif code != 0:
+    result["error"] = f"exit status {code}"
+  if "error" in result:
+    result["log_tail"] = log.read_text()[-3000:]
+  return result
+
+
 def run_job(job: Job, timeout: float = 900.0, verbose: bool = True) -> dict[str, Any]:
   """Runs one row in a fresh process; returns its record (with ``ok`` and maybe ``error``)."""
   spec = job.spec
@@ -94,32 +121,22 @@ def run_job(job: Job, timeout: float = 900.0, verbose: bool = True) -> dict[str,
     out, log = pathlib.Path(tmp) / "record.json", pathlib.Path(tmp) / "log.txt"
     command = [job.python, str(PEERS / SCRIPTS[spec.framework]), "--spec", spec.to_json(),
                "--out", str(out)]
-    env = {**os.environ, **job.env}
-    if "XLA_FLAGS" in job.env and os.environ.get("XLA_FLAGS"):
-      env["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} {job.env['XLA_FLAGS']}"
     if verbose:
       print(f"[{label}] T={spec.T} B={spec.batch} width={spec.width} {spec.dtype} ...",
             file=sys.stderr, flush=True)
-    start = time.monotonic()
-    with open(log, "w") as log_file:
-      proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                              cwd=str(HERE.parent))
-      code, maxrss, timed_out = _wait(proc, timeout)
-    wall = time.monotonic() - start
+    run = run_command(command, log, job.env, timeout)
     record = json.loads(out.read_text()) if out.exists() else dict(base)
-    record.update(label=label, wall_s=wall, exit_code=code, wait4_maxrss_mb=maxrss,
-                  env=job.env)
-    if timed_out:
-      record.update(ok=False, error=f"timed out after {timeout:.0f} s")
-    elif code != 0 and record.get("ok"):
-      record.update(ok=False, error=f"exit status {code}")
+    record.update(label=label, wall_s=run["wall_s"], exit_code=run["exit_code"],
+                  wait4_maxrss_mb=run["wait4_maxrss_mb"], env=job.env)
+    if "error" in run and (record.get("ok") or run["error"].startswith("timed out")):
+      record.update(ok=False, error=run["error"])
     if not record.get("ok"):
-      record.setdefault("error", f"exit status {code}, no record")
+      record.setdefault("error", f"exit status {run['exit_code']}, no record")
       record["log_tail"] = log.read_text()[-3000:]
     if verbose:
       status = (f"{record['images_per_s']:.2f} images/s, step {record['step_s_median'] * 1e3:.0f} ms"
                 if record.get("ok") else f"FAILED: {record['error']}")
-      print(f"[{label}] {status} ({wall:.0f} s)", file=sys.stderr, flush=True)
+      print(f"[{label}] {status} ({run['wall_s']:.0f} s)", file=sys.stderr, flush=True)
     return record
 
 
