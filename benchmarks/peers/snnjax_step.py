@@ -28,14 +28,6 @@ from snnjax.train import config as config_lib
 from snnjax.train import optim, steps
 
 
-def set_remat(config: ml_collections.ConfigDict, remat: str) -> None:
-  """Sets the model's remat option: ``config.model.remat`` where the schema has it, else options."""
-  if "remat" in config.model:
-    config.model.remat = remat
-  elif remat != "none":
-    config.model.options.remat = remat
-
-
 def make_config(spec: harness.Spec) -> ml_collections.ConfigDict:
   """The benchmark network as an snnjax config: ResNet-19, LIF tau=2, hard reset, atan(2)."""
   ann = spec.framework == "ann"
@@ -43,8 +35,7 @@ def make_config(spec: harness.Spec) -> ml_collections.ConfigDict:
   c.model.update(dict(
       name="resnet19", T=1 if ann else spec.T, neuron="lif", tau=2.0, decay_input=False,
       v_threshold=1.0, v_reset=0.0, reset="hard", detach_reset=False,
-      surrogate="atan(alpha=2.0)", width=spec.width, dtype=spec.dtype))
-  set_remat(c, spec.remat)
+      surrogate="atan(alpha=2.0)", width=spec.width, dtype=spec.dtype, remat=spec.remat))
   if ann:
     c.model.options.spiking = False
   c.data.source = "synthetic"
