@@ -8,38 +8,14 @@ neuron layer's firing rate and the energy table of snnjax.energy.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
 import jax
-import ml_collections
 
 from snnjax import energy
 from snnjax.train import checkpoint, loop, steps
 from snnjax.train import config as config_lib
-
-
-def _tuples(value):
-  """JSON lists back to the tuples the config schema uses."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
-  return value
-
-
-def load_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
-  """The resolved config a run saved as WORKDIR/config.json, over today's defaults.
-
-  Keys added to the schema after the run was made take their defaults.
-  """
-  path = workdir / "config.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path} not found: --workdir must be a folder that train.py wrote.")
-  config = config_lib.base_config()
-  config.update(_tuples(json.loads(path.read_text())))
-  return config
 
 
 def restore_run(workdir: str | pathlib.Path, which: str = "best"):
@@ -48,7 +24,7 @@ def restore_run(workdir: str | pathlib.Path, which: str = "best"):
     raise ValueError(f"which={which!r}; choose 'best' or 'latest'.")
   workdir = pathlib.Path(workdir)
   checkpoint.check_checkpoint_dir(workdir / "checkpoints", require_checkpoint=True)
-  config = load_config(workdir)
+  config = config_lib.load_saved_config(workdir)
   exp = loop.prepare(config, workdir)
   step = exp.checkpointer.best_step() if which == "best" else None
   if step is None:

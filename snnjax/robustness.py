@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snnjax import data, evaluate
+from snnjax.train import config as config_lib
 from snnjax.train import loop
 
 Array = jax.Array
@@ -176,7 +177,7 @@ def evaluate_workdir(workdir: str | pathlib.Path, noises: Mapping[str, Sequence[
   """Restores a run's checkpoint (as snnjax.evaluate does) and measures accuracy under noise."""
   for kind, strengths in noises.items():
     check_noise(kind, strengths)
-  if evaluate.load_config(pathlib.Path(workdir)).data.source == "events":
+  if config_lib.load_saved_config(pathlib.Path(workdir)).data.source == "events":
     raise ValueError("noise robustness is defined for images in [0, 1]; this run trains on "
                      "event frames (config.data.source='events').")
   config, exp, state, step = evaluate.restore_run(workdir, which)

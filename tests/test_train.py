@@ -65,7 +65,7 @@ def finish(process, timeout=300):
 
 def restored_params(workdir):
   """(step, parameters as NumPy) of a run's latest checkpoint, with the run's own config.json."""
-  exp = loop.prepare(evaluate.load_config(pathlib.Path(workdir)), pathlib.Path(workdir))
+  exp = loop.prepare(config_lib.load_saved_config(pathlib.Path(workdir)), pathlib.Path(workdir))
   state, _, step = exp.checkpointer.restore_latest(exp.template)
   exp.checkpointer.close()
   return step, jax.tree.map(np.asarray, jax.device_get(state.params))

@@ -45,6 +45,8 @@ is compiled.
 from __future__ import annotations
 
 import inspect
+import json
+import pathlib
 from typing import Any
 
 import jax.numpy as jnp
@@ -146,3 +148,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
   estimators.validate_config(config.estimator, config.model.surrogate)
   data.validate_config(config.data)
   build_model(config, num_classes=config.data.num_classes or 10)
+
+
+def _tuples(value):
+  """JSON lists back to the tuples the config schema uses."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def load_saved_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The resolved config a run saved as WORKDIR/config.json, over today's defaults.
+
+  Keys added to the schema after the run was made take their defaults.
+  """
+  path = workdir / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} not found: --workdir must be a folder that train.py wrote.")
+  config = base_config()
+  config.update(_tuples(json.loads(path.read_text())))
+  return config
