@@ -2,7 +2,11 @@
 
 import gzip
 import os
+import pathlib
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from snnjax import data
 from snnjax.data import augment, events, idx, sources
 
 FMNIST = idx.FASHION_MNIST_FOLDER
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _config(**overrides):
@@ -279,6 +284,96 @@ def test_event_folder_source_and_pipeline(tmp_path):
     events.EventFolderSource(str(tmp_path / "gesture"), "validation")
   with pytest.raises(FileNotFoundError, match="config.data.folder"):
     events.EventFolderSource(str(tmp_path / "nothing"), "train")
+
+
+def _event_folder_with_bad_file(root, write_bad, n_per_class=2):
+  """A train/ test/ event folder (classes alpha, beta, gamma) whose train/alpha/000.npz
+  ``write_bad(path)`` overwrites; returns that file's path."""
+  rng = np.random.default_rng(5)
+  _write_events(root / "train", n_per_class, rng)
+  _write_events(root / "test", 1, rng)
+  bad = root / "train" / "alpha" / "000.npz"
+  write_bad(bad)
+  return str(bad)
+
+
+def _truncate(path):
+  good = path.read_bytes()
+  path.write_bytes(good[:len(good) // 2])
+
+
+def _random_bytes(path):
+  junk = np.random.default_rng(0).bytes(300)
+  assert not junk.startswith((b"PK", b"\x93NUMPY"))
+  path.write_bytes(junk)
+
+
+def _corrupt_member(path):
+  """Flips bytes inside the stored t.npy: the zip opens, reading t fails its CRC check."""
+  raw = bytearray(path.read_bytes())
+  raw[120:124] = bytes(b ^ 0xFF for b in raw[120:124])
+  path.write_bytes(bytes(raw))
+
+
+def _arrays(**overrides):
+  def write(path):
+    n = 5
+    arrays = dict(t=np.arange(n), x=np.zeros(n, int), y=np.zeros(n, int), p=np.ones(n, int))
+    np.savez(path, **{**arrays, **overrides})
+  return write
+
+
+_BAD_EVENT_FILES = {
+    "empty": (lambda path: path.write_bytes(b""), "empty file (0 bytes)"),
+    "random_bytes": (_random_bytes, "not a valid .npz archive"),
+    "truncated": (_truncate, "truncated or damaged .npz archive"),
+    "corrupt_member": (_corrupt_member, "array 't' is truncated or damaged"),
+    "npy_not_npz": (lambda path: np.save(open(path, "wb"), np.arange(3)), "a single .npy array"),
+    "t_2d": (_arrays(t=np.zeros((5, 1), int)), "array 't' has shape (5, 1), expected 1-D"),
+    "t_object": (_arrays(t=np.array([0, "a", None, 3, 4], dtype=object)),
+                 "array 't' holds Python objects"),
+    "x_float": (_arrays(x=np.zeros(5)), "array 'x' has dtype float64, expected integers"),
+    "p_strings": (_arrays(p=np.array(list("abcde"))), "array 'p' has dtype <U1"),
+    "lengths": (_arrays(y=np.zeros(4, int)), "event arrays differ in length"),
+    "missing": (lambda path: np.savez(path, t=np.arange(3)),
+                "missing event arrays ['p', 'x', 'y']"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_BAD_EVENT_FILES))
+def test_bad_event_file_is_a_value_error_naming_it(tmp_path, kind):
+  write_bad, problem = _BAD_EVENT_FILES[kind]
+  bad = _event_folder_with_bad_file(tmp_path, write_bad)
+  expected = re.escape(f"event file {bad}: {problem}") + ".*re-create it from the original"
+  source = events.EventFolderSource(str(tmp_path), "train")
+  with pytest.raises(ValueError, match=expected):
+    source[source.files.index(bad)]
+  # The pipeline (grain, reader threads) hands the caller the same ValueError.
+  c = _config(source="events", folder=str(tmp_path), read_threads=2, **{
+      "events.num_frames": 2, "events.sensor_size": (8, 8), "augment.crop_padding": 0})
+  pipe = data.create_dataset(c, "train", batch_size=6, seed=0, shard_index=0, shard_count=1)
+  with pytest.raises(ValueError, match=expected):
+    next(pipe)
+
+
+def test_train_py_reports_a_bad_event_file_in_one_line(tmp_path):
+  bad = _event_folder_with_bad_file(tmp_path / "dvs", lambda path: path.write_bytes(b""), 8)
+  overrides = {
+      "data.folder": str(tmp_path / "dvs"), "data.num_classes": 3, "data.image_size": 0,
+      "data.events.sensor_size": (16, 16), "data.events.num_frames": 2, "model.T": 2,
+      "model.width": 0.0625, "sml.heads": (2,), "sml.head_channels": 8, "batch_size": 8,
+      "data.augment.crop_padding": 0, "max_steps": 1, "progress_bar": False,
+  }
+  cmd = [sys.executable, str(REPO / "train.py"), "--config",
+         str(REPO / "configs/cifar10dvs_vggsnn.py"), "--workdir", str(tmp_path / "work"),
+         *(f"--config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in overrides.items())]
+  run = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=300)
+  assert run.returncode == 2, run.stdout
+  assert "Traceback" not in run.stdout, run.stdout
+  errors = [line for line in run.stdout.splitlines() if line.startswith("error:")]
+  assert errors == [f"error: event file {bad}: empty file (0 bytes); re-create it from the "
+                    f"original dataset file, or delete it."], run.stdout
 
 
 # ---------------------------------------------------------------------------

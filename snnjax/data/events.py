@@ -20,6 +20,9 @@ subfolders (DVS128 Gesture: train/, test/) the split picks one; without them
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +30,14 @@ import numpy as np
 from snnjax.data import augment
 
 SPLIT_BY = ("number", "time")
+EVENT_ARRAYS = ("t", "x", "y", "p")
+# Each event array's allowed numpy dtype kinds (b bool, i/u integer, f float), in words.
+_DTYPES = {"t": ("iuf", "numbers"), "x": ("iu", "integers"), "y": ("iu", "integers"),
+           "p": ("biuf", "numbers or booleans")}
+# What np.load and NpzFile raise on a damaged file (zlib.error: a compressed member).
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+                pickle.UnpicklingError)
+_FIX = "re-create it from the original dataset file, or delete it"
 
 
 def frame_indices(t: np.ndarray, num_frames: int, split_by: str = "number") -> np.ndarray:
@@ -134,7 +145,8 @@ class EventFolderSource:
   """Random-access source over a folder of per-sample event ``.npz`` files.
 
   ``source[i]`` is ``{"t", "x", "y", "p": 1-D arrays, "label": int}``; see the
-  module docstring for the layout.
+  module docstring for the layout. A file that cannot be read or holds wrong
+  arrays raises a ValueError naming it (:func:`load_event_file`).
 
   Args:
     folder: dataset root (holding ``events_np/`` or the class / split folders).
@@ -182,11 +194,71 @@ class EventFolderSource:
     return len(self.files)
 
   def __getitem__(self, index: int) -> dict:
-    path = self.files[index]
-    with np.load(path) as data:
-      missing = {"t", "x", "y", "p"} - set(data.files)
-      if missing:
-        raise ValueError(f"{path}: missing event arrays {sorted(missing)}; it has {data.files}.")
-      example = {k: data[k] for k in ("t", "x", "y", "p")}
+    example = load_event_file(self.files[index])
     example["label"] = self.labels[index]
     return example
+
+
+def _bad_file(path: str, problem: str) -> ValueError:
+  return ValueError(f"event file {path}: {problem}; {_FIX}.")
+
+
+def _cause(error: BaseException) -> str:
+  """``"zlib.error: ..."``, ``"EOFError: ..."``: the error's type and message."""
+  kind = type(error)
+  name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+  return f"{name}: {error}"
+
+
+def _open_problem(path: str, error: BaseException) -> str:
+  """A few words on why np.load could not open ``path``, from its first bytes."""
+  try:
+    with open(path, "rb") as f:
+      head = f.read(4)
+  except OSError:
+    return f"cannot be read ({_cause(error)})"
+  if not head:
+    return "empty file (0 bytes)"
+  if head.startswith(b"PK"):
+    return f"truncated or damaged .npz archive ({_cause(error)})"
+  return "not a valid .npz archive (no zip signature)"
+
+
+def _read_array(path: str, data: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+  try:
+    array = data[key]
+  except _READ_ERRORS as e:
+    if "allow_pickle" in str(e):  # numpy refuses object arrays without pickle
+      raise _bad_file(path, f"array {key!r} holds Python objects (dtype=object)") from e
+    raise _bad_file(path, f"array {key!r} is truncated or damaged ({_cause(e)})") from e
+  if array.ndim != 1:
+    raise _bad_file(path, f"array {key!r} has shape {array.shape}, expected 1-D")
+  kinds, expected = _DTYPES[key]
+  if array.dtype.kind not in kinds:
+    raise _bad_file(path, f"array {key!r} has dtype {array.dtype}, expected {expected}")
+  return array
+
+
+def load_event_file(path: str) -> dict:
+  """The 1-D arrays t, x, y, p of one sample's ``.npz`` file, checked.
+
+  Raises:
+    ValueError naming ``path`` when the file is unreadable, empty, not an
+    ``.npz`` archive, truncated or damaged, or its arrays are missing, not
+    1-D, not numeric (x, y: integers) or differ in length.
+  """
+  try:
+    data = np.load(path, allow_pickle=False)
+  except _READ_ERRORS as e:
+    raise _bad_file(path, _open_problem(path, e)) from e
+  if not isinstance(data, np.lib.npyio.NpzFile):
+    raise _bad_file(path, "a single .npy array, not an .npz archive of t, x, y, p")
+  with data:
+    missing = set(EVENT_ARRAYS) - set(data.files)
+    if missing:
+      raise _bad_file(path, f"missing event arrays {sorted(missing)}; it has {data.files}")
+    example = {k: _read_array(path, data, k) for k in EVENT_ARRAYS}
+  lengths = {k: len(a) for k, a in example.items()}
+  if len(set(lengths.values())) > 1:
+    raise _bad_file(path, f"event arrays differ in length {lengths}")
+  return example
