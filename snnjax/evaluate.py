@@ -19,19 +19,27 @@ from snnjax.train import config as config_lib
 
 
 def restore_run(workdir: str | pathlib.Path, which: str = "best"):
-  """(config, experiment, state, step) of a trained WORKDIR's best or latest checkpoint."""
+  """(config, experiment, state, step) of a trained WORKDIR's best or latest checkpoint.
+
+  A damaged checkpoint (unreadable or failing its checksums) is skipped with a
+  warning naming its step: "best" falls back to the next best one, then to the
+  newest readable one; "latest" to the previous one.
+  """
   if which not in ("best", "latest"):
     raise ValueError(f"which={which!r}; choose 'best' or 'latest'.")
   workdir = pathlib.Path(workdir)
   checkpoint.check_checkpoint_dir(workdir / "checkpoints", require_checkpoint=True)
   config = config_lib.load_saved_config(workdir)
   exp = loop.prepare(config, workdir)
-  step = exp.checkpointer.best_step() if which == "best" else None
-  if step is None:
-    state, _, step = exp.checkpointer.restore_latest(exp.template)
-  else:
-    state, _ = exp.checkpointer.restore(step, exp.template)
-  exp.checkpointer.close()
+  try:
+    restore = (exp.checkpointer.restore_best if which == "best"
+               else exp.checkpointer.restore_latest)
+    restored = restore(exp.template)
+  finally:
+    exp.checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f"{workdir / 'checkpoints'} holds no checkpoint.")
+  state, _, step = restored
   return config, exp, state, step
 
 

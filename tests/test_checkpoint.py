@@ -9,6 +9,8 @@ if "jax" not in sys.modules and "device_count" not in os.environ.get("XLA_FLAGS"
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              " --xla_force_host_platform_device_count=8").strip()
 
+import hashlib  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
 from typing import Any  # noqa: E402
@@ -148,7 +150,23 @@ def _truncate_data_files(step_dir: pathlib.Path):
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
+def _largest_data_file(step_dir: pathlib.Path) -> pathlib.Path:
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert files
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def _flip_bit(step_dir: pathlib.Path) -> pathlib.Path:
+  """Flips one bit in the middle of the step's largest array data file; returns that file."""
+  path = _largest_data_file(step_dir)
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 0x08
+  path.write_bytes(bytes(data))
+  return path
+
+
 CORRUPTIONS = {
+    "flipped_bit": _flip_bit,
     "truncated_data": _truncate_data_files,
     "missing_manifest": lambda d: (d / "state" / "manifest.ocdbt").unlink(),
     "garbage_metadata": lambda d: (d / "state" / "_METADATA").write_bytes(b"\x00garbage{"),
@@ -179,6 +197,7 @@ def test_corrupt_latest_falls_back_with_warning(tmp_path, caplog, corrupt):
   assert ckpt.save(3, new_state, data_state={"position": 3})
   ckpt.close()
   assert (tmp_path / "3.unreadable").is_dir()
+  assert (tmp_path / "3" / "checksums.json").is_file()
   state, _, step = Checkpointer(tmp_path).restore_latest(make_state())
   assert step == 3
   assert_trees_equal(state, new_state)
@@ -343,3 +362,223 @@ def test_relative_directory_is_made_absolute(tmp_path, monkeypatch):
     c.wait_until_finished()
     assert c.directory.is_absolute()
   assert (tmp_path / "relative" / "checkpoints" / "1").is_dir()
+
+
+# Checksum manifests.
+
+
+def _warnings(caplog) -> list[str]:
+  return [r.getMessage() for r in caplog.records
+          if r.name == LOGGER and r.levelno == logging.WARNING]
+
+
+def _files_of(step_dir: pathlib.Path) -> set[str]:
+  return {p.relative_to(step_dir).as_posix() for p in step_dir.rglob("*")
+          if p.is_file() and p.name != "checksums.json"}
+
+
+def test_flipped_bit_is_detected_and_named(tmp_path, caplog):
+  states = {s: make_state(seed=s, step=s) for s in (1, 2)}
+  save_steps(tmp_path, {s: (st, None) for s, st in states.items()})
+  flipped = _flip_bit(tmp_path / "2").relative_to(tmp_path / "2").as_posix()
+  ckpt = Checkpointer(tmp_path)
+  with pytest.raises(ckpt_lib.UnreadableCheckpointError) as info:
+    ckpt.restore(2, make_state())
+  message = str(info.value)
+  assert f"checksum mismatch in {flipped}" in message and "step 2" in message
+  assert str(tmp_path / "2") in message
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    state, _, step = ckpt.restore_latest(make_state())
+  assert step == 1
+  assert_trees_equal(state, states[1])
+  assert any("step 2" in m and "checksum mismatch" in m for m in _warnings(caplog))
+  ckpt.close()
+  assert step_folders(tmp_path) == ["1", "2"]
+
+
+def test_every_committed_step_gets_a_manifest(tmp_path):
+  save_steps(tmp_path, {s: (make_state(seed=s), {"test_accuracy": s / 10}) for s in (1, 2, 3)})
+  assert step_folders(tmp_path) == ["1", "2", "3"]
+  for s in ("1", "2", "3"):
+    step_dir = tmp_path / s
+    manifest = json.loads((step_dir / "checksums.json").read_text())
+    assert set(manifest["files"]) == _files_of(step_dir)
+    assert any(name.startswith("state/") for name in manifest["files"])
+    data = _largest_data_file(step_dir)
+    record = manifest["files"][data.relative_to(step_dir).as_posix()]
+    assert record == {"size": data.stat().st_size,
+                      "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+    assert not list(step_dir.glob("*.tmp"))
+  ckpt = Checkpointer(tmp_path)  # the extra file does not confuse orbax
+  assert ckpt.all_steps() == [1, 2, 3] and ckpt.best_step() == 3
+  assert_trees_equal(ckpt.restore(2, make_state())[0], make_state(seed=2))
+  ckpt.close()
+
+
+def test_sync_save_writes_its_manifest_at_once(tmp_path):
+  ckpt = Checkpointer(tmp_path, async_save=False)
+  ckpt.save(1, make_state())
+  assert (tmp_path / "1" / "checksums.json").is_file()
+  ckpt.close()
+
+
+def test_a_failed_manifest_write_only_warns(tmp_path, caplog, monkeypatch):
+  def no_space(step_dir):
+    raise OSError(28, "No space left on device")
+  monkeypatch.setattr(ckpt_lib, "write_manifest", no_space)
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    with Checkpointer(tmp_path, async_save=False) as ckpt:
+      assert ckpt.save(1, make_state(seed=1))
+  assert any("step 1" in m and "No space left" in m for m in _warnings(caplog))
+  assert not (tmp_path / "1" / "checksums.json").exists()
+  assert_trees_equal(Checkpointer(tmp_path).restore(1, make_state())[0], make_state(seed=1))
+
+
+def test_manifests_only_for_steps_saved_by_this_object(tmp_path):
+  save_steps(tmp_path, {1: (make_state(seed=1), None)})
+  (tmp_path / "1" / "checksums.json").unlink()
+  with Checkpointer(tmp_path) as ckpt:
+    ckpt.save(2, make_state(seed=2))
+    ckpt.restore(1, make_state())
+  assert not (tmp_path / "1" / "checksums.json").exists()
+  assert (tmp_path / "2" / "checksums.json").is_file()
+
+
+def test_checkpoint_without_manifest_restores_unverified(tmp_path, caplog):
+  states = {s: make_state(seed=s) for s in (1, 2)}
+  save_steps(tmp_path, {s: (st, None) for s, st in states.items()})
+  (tmp_path / "2" / "checksums.json").unlink()
+  ckpt = Checkpointer(tmp_path)
+  with caplog.at_level(logging.INFO, logger=LOGGER):
+    state, data_state, step = ckpt.restore_latest(make_state())
+  assert step == 2 and data_state == {"position": 2}
+  assert_trees_equal(state, states[2])
+  infos = [r.getMessage() for r in caplog.records
+           if r.name == LOGGER and r.levelno == logging.INFO]
+  assert any("step 2" in m and "unverified" in m for m in infos), infos
+  assert not any("step 1" in m and "unverified" in m for m in infos)
+  ckpt.close()
+
+
+def test_garbled_manifest_makes_the_step_unreadable(tmp_path, caplog):
+  save_steps(tmp_path, {s: (make_state(seed=s), None) for s in (1, 2)})
+  (tmp_path / "2" / "checksums.json").write_text("{not json")
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    assert Checkpointer(tmp_path).restore_latest(make_state())[2] == 1
+  assert any("step 2" in m and "checksums.json is garbled" in m for m in _warnings(caplog))
+
+
+def test_retention_deletes_old_steps_with_manifests(tmp_path):
+  accuracies = {1: 0.9, 2: 0.1, 3: 0.2, 4: 0.3, 5: 0.4}
+  save_steps(tmp_path, {s: (make_state(seed=s), {"test_accuracy": a})
+                        for s, a in accuracies.items()}, keep_last=1)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "5"]  # nothing left over
+  for s in ("1", "5"):
+    assert (tmp_path / s / "checksums.json").is_file()
+  save_steps(tmp_path / "sync", {s: (make_state(seed=s), None) for s in (1, 2, 3)},
+             keep_last=1, async_save=False)
+  assert sorted(p.name for p in (tmp_path / "sync").iterdir()) == ["3"]
+
+
+def test_changed_metrics_do_not_count_as_best(tmp_path, caplog):
+  save_steps(tmp_path, {1: (make_state(seed=1), {"test_accuracy": 0.2}),
+                        2: (make_state(seed=2), {"test_accuracy": 0.1})})
+  metrics = tmp_path / "2" / "metrics" / "metrics"
+  metrics.write_text(metrics.read_text().replace("0.1", "0.9"))  # still valid JSON
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    ckpt = Checkpointer(tmp_path)
+  assert ckpt.best_step() == 1
+  assert any("step 2" in m and "checksum mismatch in metrics/metrics" in m
+             for m in _warnings(caplog))
+  assert ckpt.restore(2, make_state())[1] == {"position": 2}  # the state is still fine
+  ckpt.close()
+
+
+def test_restore_best_falls_back_to_the_next_best(tmp_path, caplog):
+  accuracies = {1: 0.3, 2: 0.9, 3: None, 4: 0.5, 5: 0.1}
+  states = {s: make_state(seed=s, step=s) for s in accuracies}
+  save_steps(tmp_path, {s: (states[s], None if a is None else {"test_accuracy": a})
+                        for s, a in accuracies.items()}, keep_last=5)
+  ckpt = Checkpointer(tmp_path, keep_last=5)
+  state, data_state, step = ckpt.restore_best(make_state())
+  assert (step, data_state) == (2, {"position": 2})
+  assert_trees_equal(state, states[2])
+
+  _flip_bit(tmp_path / "2")
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    state, _, step = ckpt.restore_best(make_state())
+  assert step == 4
+  assert_trees_equal(state, states[4])
+  warned = _warnings(caplog)
+  assert any("step 2" in m and "checksum mismatch" in m and "step 4 next" in m
+             for m in warned), warned
+
+  # No scored step is readable: restore_latest's order (newest first) applies.
+  for s in (1, 4, 5):
+    CORRUPTIONS["missing_manifest"](tmp_path / str(s))
+  caplog.clear()
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    state, _, step = ckpt.restore_best(make_state())
+  assert step == 3
+  assert_trees_equal(state, states[3])
+  assert {m.split()[2] for m in _warnings(caplog)} == {"2", "4", "1", "5"}
+  ckpt.close()
+  assert step_folders(tmp_path) == ["1", "2", "3", "4", "5"]  # nothing deleted
+
+
+def test_restore_best_on_an_empty_folder_or_without_readable_steps(tmp_path, caplog):
+  assert Checkpointer(tmp_path / "empty").restore_best(make_state()) is None
+  save_steps(tmp_path, {1: (make_state(), {"test_accuracy": 0.5})})
+  _flip_bit(tmp_path / "1")
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    with pytest.raises(ckpt_lib.UnreadableCheckpointError, match="none can be read"):
+      Checkpointer(tmp_path).restore_best(make_state())
+
+
+# Permission errors.
+
+
+def test_permission_message_names_path_and_fix(tmp_path):
+  step_dir = tmp_path / "7"
+  data = step_dir / "state" / "d" / "abc"
+  denied = PermissionError(13, "Permission denied", str(data))
+  tensorstore_like = ValueError(
+      'PERMISSION_DENIED: Error reading local file "x": Failed to open: '
+      f'"{data}": Permission denied [tensorstore_spec=\'{{"context": 1}}\']')
+  try:
+    raise RuntimeError("restore failed") from denied
+  except RuntimeError as e:
+    chained = e
+  for cause in (denied, tensorstore_like, chained):
+    message = ckpt_lib._unreadable_message(step_dir, 7, cause)
+    assert "permission denied" in message and "step 7" in message, message
+    assert str(data) in message, message
+    assert "chmod" in message and "owns" in message, message
+    assert "tensorstore_spec" not in message, message
+  other = ckpt_lib._unreadable_message(step_dir, 7, ValueError("garbage in _METADATA"))
+  assert "permission denied" not in other and "garbage in _METADATA" in other
+
+
+def test_unreadable_data_file_says_permission_denied(tmp_path, caplog):
+  save_steps(tmp_path, {s: (make_state(seed=s), None) for s in (1, 2)})
+  files = [p for p in (tmp_path / "2" / "state").rglob("*") if p.parent.name == "d"]
+  for p in files:
+    p.chmod(0)
+  try:
+    if os.access(files[0], os.R_OK):
+      pytest.skip("chmod 000 does not stop this user (root) from reading")
+    ckpt = Checkpointer(tmp_path)
+    for drop_manifest in (False, True):  # caught by the manifest check, then by tensorstore
+      if drop_manifest:
+        (tmp_path / "2" / "checksums.json").unlink()
+      with pytest.raises(ckpt_lib.UnreadableCheckpointError) as info:
+        ckpt.restore(2, make_state())
+      message = str(info.value)
+      assert "permission denied" in message and str(tmp_path / "2" / "state") in message
+      assert "chmod" in message
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+      assert ckpt.restore_latest(make_state())[2] == 1
+    ckpt.close()
+  finally:
+    for p in files:
+      p.chmod(0o644)

@@ -8,16 +8,26 @@ folder (the training loop passes ``WORKDIR/checkpoints``). Each step folder
     data_state/  the input-iterator position (JSON)
     metrics/     the metrics given to :meth:`Checkpointer.save` (JSON; orbax's
                  own metrics item)
+    checksums.json  snnjax's manifest: the size and sha256 of every other file
+                 of the step folder, written once the step is committed
+
+Orbax does not checksum array data (tensorstore's zarr codecs carry a crc32c on
+the shard index only, and orbax exposes no option to add one to the chunks), so
+a flipped bit in a data file would restore silently. :meth:`Checkpointer.restore`
+therefore checks the manifest first; a step without one (saved before manifests
+existed, or killed between commit and manifest) restores unverified.
 
 Retention keeps the last ``keep_last`` readable checkpoints and, with
 ``keep_best``, the best one by ``best_metric``. It is an orbax preservation
 policy, so orbax deletes old steps only after the newer checkpoint is committed
 (after its asynchronous write finished without error).
 
-A checkpoint that cannot be read (truncated, missing or garbled files) is
-skipped by :meth:`Checkpointer.restore_latest` with a warning and is never
-deleted. Should training come back to that step number, the unreadable folder is
-renamed to ``<step>.unreadable`` before the new checkpoint is written.
+A checkpoint that cannot be read (truncated, missing, garbled or changed files,
+or files without read permission) is skipped by
+:meth:`Checkpointer.restore_latest` and :meth:`Checkpointer.restore_best` with a
+warning and is never deleted. Should training come back to that step number, the
+unreadable folder is renamed to ``<step>.unreadable`` before the new checkpoint
+is written.
 
     ckpt = Checkpointer(workdir / "checkpoints", keep_last=3)
     restored = ckpt.restore_latest(state)          # None on a fresh run
@@ -29,10 +39,13 @@ renamed to ``<step>.unreadable`` before the new checkpoint is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,12 +61,20 @@ PyTree = Any
 _STATE = "state"
 _DATA_STATE = "data_state"
 _METRICS = "metrics"  # orbax's metrics item: <step>/metrics/metrics
+_MANIFEST = "checksums.json"
+_MANIFEST_TMP = ".checksums.json.tmp"
+_MANIFEST_VERSION = 1
 _MAX_LISTED = 5
+_TS_FAILED_OPEN = re.compile(r'Failed to open: "([^"]+)"')  # in tensorstore's messages
 _FRESH_RUN_HINT = "start a fresh run with a new --workdir"
 
 
 class UnreadableCheckpointError(OSError):
-  """A checkpoint exists but cannot be read (truncated, missing or garbled files)."""
+  """A checkpoint exists but cannot be read (truncated, missing, garbled or changed files)."""
+
+
+class ChecksumMismatchError(ValueError):
+  """A file of a step folder differs from the step's checksum manifest."""
 
 
 class CheckpointMismatchError(ValueError):
@@ -100,6 +121,7 @@ class Checkpointer:
     self.async_save = async_save
     self.read_only = read_only
     self._unreadable: set[int] = set()
+    self._unmanifested: set[int] = set()  # saved by this object, manifest not yet written
     self._metrics: dict[int, dict] = {}
     self._manager = self._open_manager()
     self._metrics = {s: self._read_metrics(s) for s in self._manager.all_steps()}
@@ -153,23 +175,40 @@ class Checkpointer:
       logger.info("Checkpoint for step %d already exists in %s; not saved again.",
                   step, self.directory)
       return False
+    # Orbax would wait for the previous save here anyway. Waiting first lets its
+    # manifest be written before this save's retention may delete anything.
+    self.wait_until_finished()
     self._metrics[step] = metrics
     args = ocp.args.Composite(**{
         _STATE: ocp.args.StandardSave(state),
         _DATA_STATE: ocp.args.JsonSave(data_state),
     })
     try:
-      return self._manager.save(step, args=args, metrics=metrics, force=True)
+      saved = self._manager.save(step, args=args, metrics=metrics, force=True)
     except BaseException:
       self._metrics.pop(step, None)
       raise
+    if saved:
+      self._unmanifested.add(step)
+      if not self.async_save:  # committed already
+        self._write_manifests()
+    return saved
 
   def wait_until_finished(self) -> None:
-    """Blocks until pending writes (and the deletions they allow) are done."""
+    """Blocks until pending writes (and the deletions they allow) are done.
+
+    Then writes the checksum manifests of the steps this object saved.
+    """
     self._manager.wait_until_finished()
+    self._write_manifests()
+
+  def check_for_errors(self) -> None:
+    """Raises the error of a finished background write, if any; does not wait."""
+    self._manager.check_for_errors()
 
   def close(self) -> None:
-    """Waits for pending writes and releases orbax's resources."""
+    """Waits for pending writes, writes their manifests, releases orbax's resources."""
+    self.wait_until_finished()
     self._manager.close()
 
   def __enter__(self) -> Checkpointer:
@@ -196,14 +235,17 @@ class Checkpointer:
       FileNotFoundError: there is no checkpoint for ``step``.
       CheckpointMismatchError: (a ValueError) the checkpoint holds a different
         tree or different shapes, e.g. the model config changed.
-      UnreadableCheckpointError: the checkpoint's files cannot be read.
+      UnreadableCheckpointError: the checkpoint's files cannot be read, or
+        differ from its checksum manifest.
     """
     step = int(step)
     if step not in self._manager.all_steps():
       raise FileNotFoundError(
           f"No checkpoint for step {step} in {self.directory}; "
           f"available steps: {self.all_steps()}.")
+    self.wait_until_finished()
     try:
+      self._verify(step)
       saved = self._state_metadata(step)
       _check_matches(saved, template, self._step_path(step), step)
       restored = self._restore_items(step, template)
@@ -227,25 +269,54 @@ class Checkpointer:
         ``template``.
       UnreadableCheckpointError: there are checkpoints but none can be read.
     """
-    steps = self.all_steps()
-    if not steps:
+    return self._restore_first(template, self.all_steps()[::-1])
+
+  def restore_best(self, template: PyTree) -> tuple[PyTree, dict, int] | None:
+    """Restores the best readable checkpoint: ``(state, data_state, step)``.
+
+    Tries the steps by ``best_metric``, best first (latest on ties); when no
+    scored step is readable, falls back to the newest readable one as
+    :meth:`restore_latest` does. Each skipped step gets a warning naming it and
+    the error; nothing is deleted.
+
+    Returns:
+      None when the folder holds no checkpoint at all.
+
+    Raises:
+      CheckpointMismatchError: the first readable checkpoint tried does not
+        match ``template``.
+      UnreadableCheckpointError: there are checkpoints but none can be read.
+    """
+    return self._restore_first(template, self._best_first(self.all_steps()))
+
+  # Internals.
+
+  def _best_first(self, steps: Sequence[int]) -> list[int]:
+    """``steps`` in restore_best's order: scored ones best first, then the rest newest first."""
+    scored = sorted(((self._score(self._metrics.get(s)), s) for s in steps), reverse=True)
+    ranked = [s for score, s in scored if score > -math.inf]
+    return ranked + [s for s in sorted(steps, reverse=True) if s not in ranked]
+
+  def _restore_first(self, template: PyTree,
+                     order: Sequence[int]) -> tuple[PyTree, dict, int] | None:
+    """Restores the first readable step of ``order``, warning about each skipped one."""
+    if not order:
       return None
-    for step in reversed(steps):
+    for i, step in enumerate(order):
       try:
         state, data_state = self.restore(step, template)
       except UnreadableCheckpointError as e:
+        following = (f"trying step {order[i + 1]} next" if i + 1 < len(order)
+                     else "no other checkpoint is left")
         logger.warning(
-            "Checkpoint step %d in %s is unreadable and is skipped; falling "
-            "back to the previous checkpoint (nothing is deleted). Error: %s",
-            step, self.directory, e)
+            "Checkpoint step %d in %s is unreadable and is skipped; %s "
+            "(nothing is deleted). Error: %s", step, self.directory, following, e)
         continue
       return state, data_state, step
     raise UnreadableCheckpointError(
-        f"{self.directory} holds checkpoints for steps {steps} but none can be "
-        "read (see the warnings above). Repair or move that folder, or "
+        f"{self.directory} holds checkpoints for steps {sorted(order)} but none "
+        "can be read (see the warnings above). Repair or move that folder, or "
         f"{_FRESH_RUN_HINT}.")
-
-  # Internals.
 
   def _open_manager(self) -> ocp.CheckpointManager:
     """An orbax manager with this checkpointer's retention and items."""
@@ -303,6 +374,11 @@ class Checkpointer:
     try:
       if not path.exists():
         return {}
+      manifest = _read_manifest(self._step_path(step))
+      if manifest is not None:
+        name = f"{_METRICS}/{_METRICS}"
+        _check_files(self._step_path(step),
+                     {k: v for k, v in manifest["files"].items() if k == name})
       metrics = json.loads(path.read_text())
       if not isinstance(metrics, dict):
         raise ValueError(f"expected a JSON object, found {type(metrics).__name__}")
@@ -345,15 +421,71 @@ class Checkpointer:
     return restored[_STATE], dict(restored[_DATA_STATE] or {})
 
   def _unreadable_error(self, step: int, cause: Any) -> UnreadableCheckpointError:
-    if isinstance(cause, BaseException):
-      cause = f"{type(cause).__name__}: {_first_line(cause)}"
-    return UnreadableCheckpointError(
-        f"Checkpoint at {self._step_path(step)} (step {step}) cannot be read: {cause}")
+    return UnreadableCheckpointError(_unreadable_message(self._step_path(step), step, cause))
+
+  def _verify(self, step: int) -> None:
+    """Checks ``step``'s files against its manifest; UnreadableCheckpointError if they differ.
+
+    The metrics item is left to :meth:`_read_metrics`: damaged metrics only keep
+    a step from counting as the best one.
+    """
+    path = self._step_path(step)
+    start = time.perf_counter()
+    try:
+      manifest = _read_manifest(path)
+      if manifest is None:
+        logger.info(
+            "Checkpoint step %d in %s has no %s (saved before checksums existed, "
+            "or stopped between commit and manifest); restoring it unverified.",
+            step, self.directory, _MANIFEST)
+        return
+      files = {k: v for k, v in manifest["files"].items()
+               if not k.startswith(f"{_METRICS}/")}
+      _check_files(path, files)
+    except ChecksumMismatchError as e:
+      raise self._unreadable_error(step, str(e)) from e
+    except ValueError as e:
+      raise self._unreadable_error(
+          step, f"its checksum manifest {path / _MANIFEST} is garbled ({e}); "
+          "move that file away to restore this checkpoint unverified") from e
+    except OSError as e:
+      raise self._unreadable_error(step, e) from e
+    logger.debug("Verified %d files of checkpoint step %d in %.2f s.",
+                 len(files), step, time.perf_counter() - start)
+
+  def _write_manifests(self) -> None:
+    """Writes the manifests of this object's saved steps; call once they are committed.
+
+    A step deleted meanwhile (by retention) or never committed gets none.
+    """
+    steps = sorted(self._unmanifested)
+    if not steps:
+      return
+    self._unmanifested.clear()
+    if ocp.multihost.is_primary_host(0):
+      committed = set(self._manager.all_steps())
+      for step in steps:
+        path = self._step_path(step)
+        if step in committed and path.is_dir():
+          start = time.perf_counter()
+          try:
+            count = write_manifest(path)
+          except OSError as e:  # the checkpoint itself is committed and usable
+            logger.warning(
+                "Checkpoint step %d in %s is saved but its %s could not be written "
+                "(%s: %s); it will restore unverified.",
+                step, self.directory, _MANIFEST, type(e).__name__, e)
+            continue
+          logger.debug("Wrote %s for checkpoint step %d (%d files) in %.2f s.",
+                       _MANIFEST, step, count, time.perf_counter() - start)
+    ocp.multihost.sync_global_processes(
+        f"snnjax_checkpoint_manifests_{steps[0]}_{steps[-1]}")
 
   def _move_aside(self, step: int) -> None:
     """Renames an unreadable step folder so that ``step`` can be saved again."""
     source = self._step_path(step)
     target = _unused_path(self.directory, f"{step}.unreadable")
+    self.wait_until_finished()
     self._manager.close()
     try:
       if ocp.multihost.is_primary_host(0):
@@ -377,6 +509,124 @@ class _Retention(ocp.checkpoint_managers.PreservationPolicy):
     del context
     kept = self._keep([c.step for c in checkpoints])
     return [c.step in kept for c in checkpoints]
+
+
+def write_manifest(step_dir: str | os.PathLike) -> int:
+  """Writes ``<step_dir>/checksums.json`` atomically; returns how many files it lists."""
+  step_dir = os.fspath(step_dir)
+  manifest = {"version": _MANIFEST_VERSION, "algorithm": "sha256",
+              "files": {name: _file_record(os.path.join(step_dir, name))
+                        for name in _step_files(step_dir)}}
+  tmp = os.path.join(step_dir, _MANIFEST_TMP)
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(manifest, f, indent=1, sort_keys=True)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(step_dir, _MANIFEST))
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return len(manifest["files"])
+
+
+def _step_files(step_dir: str) -> list[str]:
+  """Every file under ``step_dir`` but the manifest, as sorted '/'-separated relative paths."""
+  names = []
+  for root, _, files in os.walk(step_dir):
+    for file in files:
+      name = os.path.relpath(os.path.join(root, file), step_dir).replace(os.sep, "/")
+      if name not in (_MANIFEST, _MANIFEST_TMP):
+        names.append(name)
+  return sorted(names)
+
+
+def _file_record(path: str) -> dict:
+  """``{"size": bytes, "sha256": hex}`` of one file."""
+  with open(path, "rb") as f:
+    digest = hashlib.file_digest(f, "sha256").hexdigest()
+    size = os.fstat(f.fileno()).st_size
+  return {"size": size, "sha256": digest}
+
+
+def _read_manifest(step_dir: str | os.PathLike) -> dict | None:
+  """The step's manifest, None if it has none; ValueError if it is garbled."""
+  path = os.path.join(os.fspath(step_dir), _MANIFEST)
+  try:
+    with open(path, encoding="utf-8") as f:
+      manifest = json.load(f)
+  except FileNotFoundError:
+    return None  # json's and unicode's errors are ValueErrors
+  files = manifest.get("files") if isinstance(manifest, dict) else None
+  if (not isinstance(files, dict) or manifest.get("algorithm") != "sha256"
+      or not all(isinstance(r, dict) and isinstance(r.get("size"), int)
+                 and isinstance(r.get("sha256"), str) for r in files.values())):
+    raise ValueError("not a sha256 manifest of files with size and sha256")
+  return manifest
+
+
+def _check_files(step_dir: str | os.PathLike, files: Mapping[str, Mapping[str, Any]]) -> None:
+  """Raises ChecksumMismatchError naming the first file that is missing or differs.
+
+  Sizes are compared first, so a truncated file is found before anything is hashed.
+  """
+  step_dir = os.fspath(step_dir)
+  for name, record in sorted(files.items()):
+    try:
+      size = os.stat(os.path.join(step_dir, name)).st_size
+    except FileNotFoundError:
+      raise ChecksumMismatchError(
+          f"checksum mismatch in {name}: the file is missing") from None
+    if size != record["size"]:
+      raise ChecksumMismatchError(
+          f"checksum mismatch in {name}: {size} bytes, {_MANIFEST} says {record['size']}")
+  for name, record in sorted(files.items()):
+    if _file_record(os.path.join(step_dir, name))["sha256"] != record["sha256"]:
+      raise ChecksumMismatchError(
+          f"checksum mismatch in {name}: its sha256 differs from {_MANIFEST} "
+          "(the file changed after it was saved)")
+
+
+def _unreadable_message(path: epath.Path, step: int, cause: Any) -> str:
+  """The UnreadableCheckpointError message for ``step`` at ``path`` failing with ``cause``."""
+  head = f"Checkpoint at {path} (step {step}) cannot be read"
+  if not isinstance(cause, BaseException):
+    return f"{head}: {cause}"
+  if _is_permission_problem(cause):
+    denied = _denied_path(cause) or path
+    return (f"{head}: permission denied on {denied} ({type(cause).__name__}: "
+            f"{_first_line(cause)}). Fix the file permissions (e.g. `chmod -R u+rX "
+            f"{path}` as its owner) or run as the user that owns these files.")
+  return f"{head}: {type(cause).__name__}: {_first_line(cause)}"
+
+
+def _exception_chain(error: BaseException) -> list[BaseException]:
+  """``error`` and its causes and contexts, each once."""
+  chain, seen = [], set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    chain.append(error)
+    error = error.__cause__ or error.__context__
+  return chain
+
+
+def _is_permission_problem(error: BaseException) -> bool:
+  """Whether a PermissionError or a tensorstore/orbax permission message is in the chain."""
+  return any(isinstance(e, PermissionError)
+             or "permission denied" in str(e).lower()
+             or "permission_denied" in str(e).lower()
+             for e in _exception_chain(error))
+
+
+def _denied_path(error: BaseException) -> str | None:
+  """The file named by a PermissionError or a tensorstore message in the chain, if any."""
+  for e in _exception_chain(error):
+    if isinstance(e, PermissionError) and e.filename:
+      return os.fspath(e.filename)
+    found = _TS_FAILED_OPEN.search(str(e))
+    if found:
+      return found.group(1)
+  return None
 
 
 def check_workdir(
@@ -498,8 +748,9 @@ def _listing(items: Sequence[str]) -> str:
 
 
 def _first_line(error: BaseException) -> str:
+  """The error's first line, without tensorstore's spec dump, at most 500 characters."""
   lines = str(error).strip().splitlines()
-  return lines[0][:500] if lines else repr(error)
+  return lines[0].split(" [tensorstore_spec=")[0][:500] if lines else repr(error)
 
 
 def _plain_metrics(metrics: Mapping[str, Any] | None) -> dict | None:
