@@ -10,6 +10,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -24,7 +25,68 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume even though the config differs from the one the checkpoints were trained with "
+    "(e.g. a longer schedule); the old config.json is kept in WORKDIR/config_history/.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def fail(message: str) -> None:
+  """One line on stderr, exit status 2."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _config_path(argv: list[str]) -> str:
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return "?"
+
+
+def _one_line(error: BaseException) -> str:
+  text = str(error).replace("\\n", " ").replace("\\'", "'")
+  text = " ".join(text.split()).strip("'\"")
+  return text[:400] or type(error).__name__
+
+
+def config_error(path: str, error: BaseException) -> str:
+  """One line for an error raised while loading --config (or applying an override)."""
+  if not os.path.isfile(path.split(":")[0]):
+    return f"--config {path}: no such file. Give a config file such as configs/fmnist_vgg_sml.py."
+  if isinstance(error, SyntaxError):
+    return f"--config {path}: syntax error at line {error.lineno}: {error.msg}. Fix the file."
+  if isinstance(error, (KeyError, AttributeError)):
+    hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(error))
+    if hint:
+      return (f"--config override: {hint.group(2)!r} is not a config key; did you mean "
+              f"{hint.group(1)!r}? (every key is listed in snnjax/train/config.py)")
+    return f"--config override: {_one_line(error)} (every key is listed in snnjax/train/config.py)."
+  cause = error.__cause__ or error
+  return f"--config {path}: {type(cause).__name__}: {_one_line(cause)}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with every error as one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(f"{str(e).rstrip('.')}. Pass --helpfull to see the flags.")
+  except Exception as e:  # pylint: disable=broad-except  # whatever the config file raises
+    fail(config_error(_config_path(argv), e))
+
+
+def load_config():
+  """The --config file with its overrides applied; a file that failed to load exits 2."""
+  config = _CONFIG.value
+  try:
+    config.model  # pylint: disable=pointless-statement  # a config that failed to load raises here
+  except Exception as e:  # pylint: disable=broad-except
+    fail(config_error(flags.FLAGS["config"].config_filename, e.__cause__ or e))
+  return config
 
 
 def jax_uses_cpu_only() -> bool:
@@ -41,7 +103,10 @@ def jax_uses_cpu_only() -> bool:
 def main(argv):
   del argv
   from snnjax.models import common
-  remat = _CONFIG.value.model.remat
+  config = load_config()
+  if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
+    fail(f"--workdir {_WORKDIR.value} exists but is not a directory; choose another --workdir.")
+  remat = config.model.remat
   os.environ["XLA_FLAGS"] = common.xla_flags_for_remat(os.environ.get("XLA_FLAGS", ""), remat,
                                                        cpu_only=jax_uses_cpu_only())
   import jax
@@ -50,15 +115,24 @@ def main(argv):
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   logging.getLogger("snnjax").setLevel(logging.INFO)
   absl_logging.set_verbosity(absl_logging.WARNING)
-  from snnjax.train import loop
+  from snnjax.train import failures, loop
+  failures.quiet_background_writer_noise()
+  from snnjax.train import preemption, workdir_lock
   try:
-    result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, FileNotFoundError, loop.NonFiniteLossError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    result = loop.train_and_evaluate(config, _WORKDIR.value,
+                                     allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+  except (ValueError, OSError, loop.NonFiniteLossError, loop.WorkdirBusyError,
+          workdir_lock.WorkdirLockedError) as e:
+    fail(str(e))
+  if result.get("preempted"):
+    if jax.process_index() == 0:
+      print(f"stopped by {result['signal']}: saved step {result['step']} in "
+            f"{os.path.abspath(_WORKDIR.value)}/checkpoints; rerun the same command to resume.",
+            flush=True)
+    sys.exit(preemption.EXIT_PREEMPTED)
   if jax.process_index() == 0 and "test_accuracy" in result:
     print(f"final test accuracy: {result['test_accuracy']:.4f} after {result['step']} steps")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -481,22 +481,31 @@ class Checkpointer:
     ocp.multihost.sync_global_processes(
         f"snnjax_checkpoint_manifests_{steps[0]}_{steps[-1]}")
 
-  def _move_aside(self, step: int) -> None:
-    """Renames an unreadable step folder so that ``step`` can be saved again."""
+  def set_aside(self, step: int, reason: str) -> epath.Path:
+    """Renames step folder ``<step>`` to ``<step>.<reason>`` (never deleted); returns the new path.
+
+    The step no longer counts as a checkpoint (e.g. ``reason="diverged"``: its
+    parameters gave a non-finite loss).
+    """
     source = self._step_path(step)
-    target = _unused_path(self.directory, f"{step}.unreadable")
+    target = _unused_path(self.directory, f"{step}.{reason}")
     self.wait_until_finished()
     self._manager.close()
     try:
       if ocp.multihost.is_primary_host(0):
         source.rename(target)
-      ocp.multihost.sync_global_processes(f"snnjax_checkpoint_move_aside_{step}")
+      ocp.multihost.sync_global_processes(f"snnjax_checkpoint_set_aside_{step}")
     finally:
       self._manager = self._open_manager()
-    logger.warning("Renamed unreadable checkpoint %s to %s before saving step %d again.",
-                   source, target, step)
     self._unreadable.discard(step)
     self._metrics.pop(step, None)
+    return target
+
+  def _move_aside(self, step: int) -> None:
+    """Renames an unreadable step folder so that ``step`` can be saved again."""
+    target = self.set_aside(step, "unreadable")
+    logger.warning("Renamed unreadable checkpoint %s to %s before saving step %d again.",
+                   self._step_path(step), target, step)
 
 
 class _Retention(ocp.checkpoint_managers.PreservationPolicy):

@@ -46,7 +46,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import pathlib
+import time
 from typing import Any
 
 import jax.numpy as jnp
@@ -170,3 +172,72 @@ def load_saved_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   config = base_config()
   config.update(_tuples(json.loads(path.read_text())))
   return config
+
+
+RESUMABLE_KEYS = frozenset({
+    "max_steps", "log_every_steps", "eval_every_epochs", "checkpoint_every_steps",
+    "keep_checkpoints", "progress_bar", "fsdp", "model.remat", "data.folder", "data.data_dir",
+    "data.eval_split", "data.worker_count", "data.read_threads", "data.prefetch_buffer_size"})
+"""Keys a resumed run may change freely: where data lives, how often to log, evaluate and save,
+how long to run, memory layout. Every other key changes what the checkpoint means."""
+
+
+def flat_values(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """``{"model.T": 4, ...}``: every leaf of ``config`` by its dotted key, as JSON values."""
+  flat: dict[str, Any] = {}
+
+  def visit(prefix: str, node: Any) -> None:
+    if isinstance(node, dict) and node:
+      for key, value in node.items():
+        visit(f"{prefix}{key}.", value)
+    else:
+      flat[prefix[:-1]] = node
+
+  visit("", json.loads(config.to_json_best_effort()))
+  return flat
+
+
+def changed_keys(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict
+                 ) -> list[tuple[str, Any, Any]]:
+  """``(key, saved value, current value)`` for every key that differs, resumable ones excluded."""
+  before, after = flat_values(saved), flat_values(current)
+  return [(k, before.get(k), after.get(k)) for k in sorted(before.keys() | after.keys())
+          if before.get(k) != after.get(k) and k not in RESUMABLE_KEYS]
+
+
+def check_resume_config(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict,
+                        workdir: pathlib.Path, allow_change: bool) -> list[str]:
+  """Raises ValueError if ``current`` changes what the checkpoints in ``workdir`` mean.
+
+  Returns the changed keys (empty if none) when ``allow_change`` permits them.
+  """
+  changes = changed_keys(saved, current)
+  if changes and not allow_change:
+    listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes[:8])
+    more = f" (and {len(changes) - 8} more)" if len(changes) > 8 else ""
+    raise ValueError(
+        f"{workdir} was trained with another config: {listed}{more}. Use a fresh --workdir, "
+        "or pass --allow_config_change to resume with the new values (the old config.json "
+        "is kept in config_history/).")
+  return [k for k, _, _ in changes]
+
+
+def save_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> pathlib.Path | None:
+  """Writes WORKDIR/config.json atomically; a different older one moves to config_history/.
+
+  Returns where the old config went, or None if there was none or it was the same.
+  """
+  path = workdir / "config.json"
+  text = config.to_json_best_effort(indent=2, sort_keys=True)
+  if path.is_file() and path.read_text() == text:
+    return None
+  kept = None
+  if path.is_file():
+    history = workdir / "config_history"
+    history.mkdir(exist_ok=True)
+    kept = history / f"config.{time.strftime('%Y%m%d-%H%M%S')}.{time.time_ns() % 10**9}.json"
+    os.replace(path, kept)
+  temporary = path.with_name("config.json.tmp")
+  temporary.write_text(text)
+  os.replace(temporary, path)
+  return kept

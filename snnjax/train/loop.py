@@ -20,10 +20,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from snnjax import data, estimators
-from snnjax.train import checkpoint, metrics, optim, sharding, steps
+from snnjax.train import checkpoint, failures, metrics, optim, preemption, sharding, steps
+from snnjax.train import workdir_lock
 from snnjax.train import config as config_lib
 
 log = logging.getLogger("snnjax")
@@ -31,6 +33,10 @@ log = logging.getLogger("snnjax")
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or infinite loss."""
+
+
+class WorkdirBusyError(RuntimeError):
+  """Another run holds the workdir's lock (raised on processes other than 0)."""
 
 
 def _datasets(config: ml_collections.ConfigDict) -> tuple[data.DataPipeline, data.DataPipeline]:
@@ -61,11 +67,6 @@ def evaluate(eval_step, state: steps.TrainState, test: data.DataPipeline,
   results = {"test_accuracy": totals.pop("correct") / count, "test_loss": totals.pop("loss") / count}
   results.update({k: v / count for k, v in totals.items()})
   return results
-
-
-def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def _with_initial_surrogate(init, surrogate_update):
@@ -127,11 +128,100 @@ def compiled_eval_step(exp: Experiment):
                  out_shardings=sharding.replicated(exp.mesh))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
-                       ) -> dict[str, Any]:
-  """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns final metrics."""
+def _lock_workdir(workdir: pathlib.Path) -> workdir_lock.WorkdirLock | None:
+  """Process 0 locks WORKDIR; every process learns whether it could (one writer per workdir)."""
+  lock, error = None, None
+  if jax.process_index() == 0:
+    try:
+      lock = workdir_lock.acquire(workdir)
+    except workdir_lock.WorkdirLockedError as e:
+      error = e
+  if jax.process_count() > 1:
+    locked = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+    if not locked and error is None:
+      raise WorkdirBusyError(f"process 0 could not lock {workdir}; its error names the run "
+                             "holding it.")
+  if error is not None:
+    raise error
+  return lock
+
+
+def _check_config_identity(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                           allow_config_change: bool) -> None:
+  """On resume: the config must mean what the checkpoints' config.json says; record it."""
+  if (workdir / "config.json").is_file():
+    changed = config_lib.check_resume_config(config_lib.load_saved_config(workdir), config,
+                                             workdir, allow_config_change)
+    if changed:
+      log.warning("resuming with a changed config (--allow_config_change): %s", ", ".join(changed))
+
+
+def _record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  if jax.process_index() == 0:
+    kept = config_lib.save_config(workdir, config)
+    if kept is not None:
+      log.info("config.json changed; the previous one is kept as %s", kept.relative_to(workdir))
+
+
+def _first_bad_step(fetched: list[dict], first_step: int) -> tuple[int, bool] | None:
+  """``(step, loss_was_bad)`` of the first step whose loss or new state holds a NaN/inf."""
+  for offset, m in enumerate(fetched):
+    loss_bad = not math.isfinite(float(m["loss"]))
+    if loss_bad or not float(m[steps.STATE_FINITE]):
+      return first_step + offset, loss_bad
+  return None
+
+
+def _stop_on_divergence(checkpointer: checkpoint.Checkpointer, step: int, loss_bad: bool,
+                        folder: pathlib.Path) -> NonFiniteLossError:
+  """Sets aside checkpoints whose parameters gave the non-finite loss; the error to raise.
+
+  The loss of step s is computed from the parameters after step s - 1, so a
+  non-finite loss at step s condemns a checkpoint of step s - 1 even though its
+  values are finite (e.g. 1e30 after a huge learning rate). States with
+  non-finite values are never saved (every save follows a check).
+  """
+  checkpointer.wait_until_finished()
+  diverged = [s for s in checkpointer.all_steps() if s >= step - 1] if loss_bad else []
+  moved = [checkpointer.set_aside(s, "diverged").name for s in diverged]
+  last = checkpointer.latest_step()
+  kept = (f"the last checkpoint, step {last} in {folder}, holds finite values and a finite loss"
+          if last is not None else f"no checkpoint in {folder} holds a finite state")
+  aside = f"; set aside {', '.join(moved)}" if moved else ""
+  what = "loss" if loss_bad else "parameters or optimiser state"
+  return NonFiniteLossError(
+      f"non-finite {what} at step {step}; stopping ({kept}{aside}). "
+      "Lower optimizer.learning_rate or set optimizer.clip_norm.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       allow_config_change: bool = False) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns final metrics.
+
+  The result has ``"preempted": True`` when SIGTERM/SIGINT stopped the run after
+  it saved a checkpoint at ``result["step"]``.
+
+  Raises:
+    ValueError: a bad config, or (on resume) a config that changes the meaning
+      of the checkpoints, unless ``allow_config_change``.
+    WorkdirLockedError: another live run holds ``workdir``.
+    WriteFailure: a checkpoint, metrics or TensorBoard write failed (disk full, ...).
+    NonFiniteLossError: the loss or the state became NaN/inf.
+  """
   workdir = pathlib.Path(workdir).absolute()
   exp = prepare(config, workdir)
+  lock = _lock_workdir(workdir)
+  try:
+    with preemption.StopRequests() as stop:
+      return _train(exp, workdir, allow_config_change, lock, stop)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
+           lock: workdir_lock.WorkdirLock | None, stop: preemption.StopRequests) -> dict[str, Any]:
+  config = exp.config
   mesh, train_data, test_data, checkpointer = (exp.mesh, exp.train_data, exp.test_data,
                                                exp.checkpointer)
   run_steps = exp.run_steps
@@ -139,11 +229,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if restored is None:
     state = jax.jit(exp.init, out_shardings=exp.state_sharding)(jax.random.key(config.seed))
   else:
+    _check_config_identity(config, workdir, allow_config_change)
     state, data_state, restored_step = restored
     train_data.set_state(data_state)
     log.info("resumed from step %d", restored_step)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _write_config(workdir, config)
+  _record_config(config, workdir)
 
   train_step = jax.jit(steps.make_train_step(exp.model, exp.tx, config, exp.schedule,
                                              exp.surrogate_update),
@@ -152,7 +242,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                        donate_argnums=0)
   eval_step = compiled_eval_step(exp)
 
-  writer = metrics.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer = metrics.MetricWriter(workdir, enabled=jax.process_index() == 0,
+                                resume_step=None if restored is None else restored[2])
   eval_every = max(1, int(round(config.eval_every_epochs * train_data.steps_per_epoch)))
   step = int(jax.device_get(state.step))
   pending: list[dict] = []
@@ -160,27 +251,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   last_eval: dict[str, float] = {}
   bar = tqdm(total=run_steps, initial=step, disable=not config.progress_bar or
              jax.process_index() != 0, unit="step", dynamic_ncols=True)
+  checkpoints = workdir / "checkpoints"
 
   def flush_train_metrics():
     nonlocal pending, window_start, window_step
     if not pending:
       return
     fetched = jax.device_get(pending)
-    bad = metrics.first_non_finite([float(m["loss"]) for m in fetched], window_step + 1)
+    bad = _first_bad_step(fetched, window_step + 1)
     if bad is not None:
-      raise NonFiniteLossError(
-          f"non-finite loss at step {bad}; stopping. The last good checkpoint in "
-          f"{workdir / 'checkpoints'} is kept (step {checkpointer.latest_step()}); "
-          "lower optimizer.learning_rate or set optimizer.clip_norm.")
+      raise _stop_on_divergence(checkpointer, *bad, checkpoints)
     means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+    del means[steps.STATE_FINITE]
     elapsed = time.perf_counter() - window_start
     means["images_per_s"] = (step - window_step) * config.batch_size / max(elapsed, 1e-9)
     means["epoch"] = step / train_data.steps_per_epoch
     writer.write("train", step, means)
+    if lock is not None:
+      lock.heartbeat()
     bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['accuracy']:.3f}",
                     img_s=f"{means['images_per_s']:.0f}")
     pending, window_start, window_step = [], time.perf_counter(), step
 
+  def save(**kwargs):
+    try:
+      checkpointer.save(step, state, data_state=train_data.get_state(), **kwargs)
+    except Exception as e:  # pylint: disable=broad-except  # orbax wraps OS errors freely
+      raise failures.write_failure("a checkpoint", checkpoints, e) from e
+
+  def check_background_writes():
+    try:
+      checkpointer.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      raise failures.write_failure("a checkpoint", checkpoints, e) from e
+
+  preempted = False
   try:
     while step < run_steps:
       batch = sharding.global_batch(next(train_data), mesh)
@@ -188,6 +293,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       step += 1
       pending.append(step_metrics)
       bar.update(1)
+      check_background_writes()
+      saved = False
       if step % config.log_every_steps == 0:
         flush_train_metrics()
       is_last = step == run_steps
@@ -197,17 +304,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         last_eval["epoch"] = step / train_data.steps_per_epoch
         writer.write("eval", step, last_eval)
         bar.write(f"step {step}: test accuracy {last_eval['test_accuracy']:.4f}")
-        checkpointer.save(step, state, data_state=train_data.get_state(),
-                          metrics={"test_accuracy": last_eval["test_accuracy"]})
+        save(metrics={"test_accuracy": last_eval["test_accuracy"]})
+        saved = True
       elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
         flush_train_metrics()
-        checkpointer.save(step, state, data_state=train_data.get_state())
+        save()
+        saved = True
+      if stop.reached(step):
+        flush_train_metrics()
+        if not saved:
+          save()
+        preempted = True
+        break
     flush_train_metrics()
-    if not last_eval:  # resumed a finished run: report its final accuracy again
+    if not last_eval and not preempted:  # resumed a finished run: report its final accuracy again
       last_eval = evaluate(eval_step, state, test_data, mesh)
+    try:
+      checkpointer.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise failures.write_failure("a checkpoint", checkpoints, e) from e
   finally:
     bar.close()
-    checkpointer.wait_until_finished()
-    checkpointer.close()
-    writer.close()
+    _close_quietly(checkpointer, writer)
+  if preempted:
+    return {"step": step, "preempted": True, "signal": stop.signal_name}
   return {"step": step, **last_eval}
+
+
+def _close_quietly(checkpointer: checkpoint.Checkpointer, writer: metrics.MetricWriter) -> None:
+  """Closes the writers; a failure here is logged, never hides the error that ended the run."""
+  for close in (checkpointer.close, writer.close):
+    try:
+      close()
+    except Exception as e:  # pylint: disable=broad-except
+      log.warning("while closing after the run: %s: %s", type(e).__name__,
+                  (str(e).splitlines() or [""])[0][:300])

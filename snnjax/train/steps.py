@@ -96,6 +96,17 @@ def _variables(state: TrainState, params: Any) -> dict[str, Any]:
           layers.SURROGATE_COLLECTION: state.surrogate}
 
 
+STATE_FINITE = "state_finite"
+"""Train-step metric: 1 if the loss and every value of the new state are finite, else 0."""
+
+
+def all_finite(tree: Any) -> Array:
+  """1.0 if every floating-point value in ``tree`` is finite, else 0.0."""
+  flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+           if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  return jnp.all(jnp.stack(flags)).astype(jnp.float32) if flags else jnp.float32(1)
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict, schedule: optax.Schedule,
                     surrogate_update: estimators.Update | None = None
@@ -144,6 +155,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     for i, head_logits in enumerate(out.aux_logits):
       metrics[f"head{i + 1}_accuracy"] = losses.accuracy(head_logits, batch["label"])
     metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics[STATE_FINITE] = all_finite(
+        (parts["loss"], new_state.params, new_state.opt_state, new_state.batch_stats))
     metrics["learning_rate"] = schedule(state.step)
     rates = energy.firing_rates(activity)
     metrics.update({f"firing_rate/{name}": rate for name, rate in rates.items()})

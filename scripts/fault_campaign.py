@@ -1,0 +1,492 @@
+"""Fault campaign for train.py: preemption, kills, a full disk, two writers, corruption, NaN.
+
+Runs real train.py processes on tiny models and injects real faults (signals,
+a full tmpfs, a second process, a flipped bit), then prints one row per case
+with what was expected and what was observed:
+
+    python scripts/fault_campaign.py [--quick] [--cases sigterm,sigkill,...] [--root DIR]
+        [--out docs/results/faults.md] [--seed 0]
+
+Cases:
+    sigterm       SIGTERM mid-run: exit 75, a checkpoint at the step reached, the rerun resumes
+                  there and ends bit-identical to an uninterrupted run; metrics.jsonl has each
+                  step once.
+    sigkill       SIGKILL at random moments (one during compilation, one mid-save, the rest at
+                  random times while training), then a run to the end: bit-identical, each step
+                  once in metrics.jsonl, stale locks taken over.
+    disk_full     the workdir on a small tmpfs that fills mid-run: the run stops within seconds
+                  with one "no space left on device" line; the last committed checkpoint restores.
+    two_writers   a second run on a busy workdir is refused naming the holder; the first run
+                  ends bit-identical to the reference.
+    config_change resume with another T and neuron: refused, the differing keys listed,
+                  config.json unchanged.
+    bit_flip      one flipped bit in the latest checkpoint: evaluate and the resume both fall
+                  back to the previous checkpoint with a warning.
+    nan           learning rate 1e30, a checkpoint every step: the run stops, names the last
+                  checkpoint with finite values, and no checkpoint holds a NaN/inf.
+    bad_input     a missing config file, a config with a syntax error, --workdir naming a
+                  file: exit 2, one "error:" line, no traceback.
+
+``--quick`` is the preset the test suite uses (tests/test_faults.py): fewer steps, fewer
+kills, 8x8 synthetic images. The full campaign trains on Fashion-MNIST when Debian's
+dataset-fashion-mnist is installed. Needs root (or CAP_SYS_ADMIN) for the tmpfs; without
+it disk_full is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
+EXIT_PREEMPTED = 75
+
+TINY = {"model.name": "vgg_small", "model.T": 2, "model.width": 0.0625, "sml.enabled": True,
+        "sml.heads": (2,), "sml.head_channels": 8, "optimizer.learning_rate": 0.01,
+        "optimizer.warmup_epochs": 0.0, "batch_size": 16, "progress_bar": False,
+        "eval_every_epochs": 100.0, "log_every_steps": 2, "keep_checkpoints": 3}
+SYNTHETIC = {"data.source": "synthetic", "data.synthetic.shape": (8, 8, 1),
+             "data.synthetic.num_train_examples": 512, "data.synthetic.num_eval_examples": 64,
+             "data.augment.crop_padding": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  steps: int             # steps of every training run
+  checkpoint_every: int  # periodic checkpoints
+  kills: int             # SIGKILLs in the sigkill case
+  data: dict             # data overrides
+
+  def flags(self) -> dict[str, Any]:
+    return {**TINY, **self.data, "max_steps": self.steps,
+            "checkpoint_every_steps": self.checkpoint_every}
+
+
+QUICK = Preset(steps=32, checkpoint_every=8, kills=2, data=SYNTHETIC)  # one synthetic epoch
+FULL = Preset(steps=400, checkpoint_every=25, kills=5,
+              data={"data.eval_split": "test[:2000]"} if FASHION_MNIST.is_dir() else
+              {**SYNTHETIC, "data.synthetic.num_train_examples": 6400})
+
+
+@dataclasses.dataclass
+class Row:
+  case: str
+  expected: str
+  observed: str
+  passed: bool | None  # None: skipped
+
+
+def config_flags(overrides: dict[str, Any]) -> list[str]:
+  return [f"--config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in overrides.items()]
+
+
+class Harness:
+  """Starts train.py / evaluate runs under ``root`` and reads back what they left."""
+
+  def __init__(self, root: pathlib.Path, preset: Preset):
+    self.root = pathlib.Path(root)
+    self.preset = preset
+    self.root.mkdir(parents=True, exist_ok=True)
+    self._reference: dict | None = None
+
+  def train_command(self, workdir: pathlib.Path, overrides: dict | None = None,
+                    extra: tuple[str, ...] = ()) -> list[str]:
+    flags = config_flags({**self.preset.flags(), **(overrides or {})})
+    return [sys.executable, str(REPO / "train.py"), "--config",
+            str(REPO / "configs/fmnist_vgg_sml.py"), "--workdir", str(workdir), *flags, *extra]
+
+  def start(self, command: list[str], log_name: str) -> tuple[subprocess.Popen, pathlib.Path]:
+    """Starts ``command`` in its own session; stdout and stderr go to ROOT/<log_name>.log."""
+    log = self.root / f"{log_name}.log"
+    with log.open("w") as f:
+      process = subprocess.Popen(command, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return process, log
+
+  def run(self, command: list[str], log_name: str, timeout: float = 600) -> tuple[int, str]:
+    process, log = self.start(command, log_name)
+    process.wait(timeout=timeout)
+    return process.returncode, log.read_text()
+
+  def reference(self) -> dict:
+    """The uninterrupted run's final state (trained once per harness)."""
+    if self._reference is None:
+      workdir = self.root / "reference"
+      code, out = self.run(self.train_command(workdir), "reference")
+      if code != 0:
+        raise RuntimeError(f"the reference run failed ({code}):\n{out[-3000:]}")
+      self._reference = restored_state(workdir)
+    return self._reference
+
+
+def restored_state(workdir: pathlib.Path, step: int | None = None) -> dict:
+  """{"step", "leaves"} of a workdir's latest (or given) checkpoint, restored with its config."""
+  import jax
+  import numpy as np
+  from snnjax.train import config as config_lib
+  from snnjax.train import loop
+  exp = loop.prepare(config_lib.load_saved_config(workdir), workdir)
+  try:
+    if step is None:
+      state, _, step = exp.checkpointer.restore_latest(exp.template)
+    else:
+      state, _ = exp.checkpointer.restore(step, exp.template)
+  finally:
+    exp.checkpointer.close()
+  leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
+  return {"step": step, "leaves": leaves}
+
+
+def bit_identical(a: dict, b: dict) -> bool:
+  import numpy as np
+  return (a["step"] == b["step"] and len(a["leaves"]) == len(b["leaves"])
+          and all(np.array_equal(x, y) for x, y in zip(a["leaves"], b["leaves"])))
+
+
+def train_steps(workdir: pathlib.Path) -> list[int]:
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  return [r["step"] for r in records if r["kind"] == "train"]
+
+
+def steps_once(workdir: pathlib.Path, last: int) -> tuple[bool, str]:
+  """Train records strictly increasing and ending at ``last``: each step logged once."""
+  logged = train_steps(workdir)
+  ok = bool(logged) and all(a < b for a, b in zip(logged, logged[1:])) and logged[-1] == last
+  return ok, f"{len(logged)} train rows, steps {logged[:3]}...{logged[-2:]}, unique={ok}"
+
+
+def committed_steps(workdir: pathlib.Path) -> list[int]:
+  folder = workdir / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def wait_for(predicate, timeout: float, poll: float = 0.02) -> bool:
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if predicate():
+      return True
+    time.sleep(poll)
+  return False
+
+
+def error_lines(out: str) -> list[str]:
+  return [line for line in out.splitlines() if line.startswith("error:")]
+
+
+# --- Cases ----------------------------------------------------------------------------------
+
+
+def case_sigterm(h: Harness) -> Row:
+  reference = h.reference()
+  workdir = h.root / "sigterm"
+  process, log = h.start(h.train_command(workdir), "sigterm")
+  target = h.preset.checkpoint_every + 3  # past a periodic checkpoint, before the next one
+  reached = wait_for(lambda: any(s >= target for s in train_steps(workdir)) or
+                     process.poll() is not None, 300)
+  running = process.poll() is None
+  os.killpg(process.pid, signal.SIGTERM)
+  process.wait(timeout=300)
+  out = log.read_text()
+  saved = committed_steps(workdir)
+  code = process.returncode
+  code2, out2 = h.run(h.train_command(workdir), "sigterm_resume")
+  resumed = f"resumed from step {saved[-1]}" in out2 if saved else False
+  identical = code2 == 0 and bit_identical(restored_state(workdir), reference)
+  once, detail = steps_once(workdir, h.preset.steps)
+  passed = (reached and running and code == EXIT_PREEMPTED and bool(saved) and saved[-1] > target - 2
+            and f"saved step {saved[-1]}" in out and resumed and identical and once)
+  return Row("sigterm",
+             f"exit {EXIT_PREEMPTED}, saves the step reached (>= {target - 1}), resume there, "
+             "bit-identical, each step once",
+             f"exit {code}, saved {saved[-1] if saved else None}, resumed={resumed}, "
+             f"bit-identical={identical}; {detail}", passed)
+
+
+def case_sigkill(h: Harness, seed: int) -> Row:
+  reference = h.reference()
+  rng = random.Random(seed)
+  workdir = h.root / "sigkill"
+  moments = ["compiling", "mid-save"] + ["training"] * max(0, h.preset.kills - 2)
+  rng.shuffle(moments)
+  observed = []
+  for i, moment in enumerate(moments[:h.preset.kills]):
+    before = max(train_steps(workdir), default=0)
+    process, log = h.start(h.train_command(workdir), f"sigkill_{i}")
+    if moment == "compiling":
+      time.sleep(rng.uniform(1.0, 6.0))
+      hit = process.poll() is None
+    elif moment == "mid-save":
+      folder = workdir / "checkpoints"
+      hit = wait_for(lambda: process.poll() is not None or any(
+          "tmp" in p.name for p in folder.glob("*")) if folder.is_dir() else False, 300, poll=0.002)
+      hit = hit and process.poll() is None
+    else:
+      wait_for(lambda: max(train_steps(workdir), default=0) > before or process.poll() is not None,
+               300)
+      time.sleep(rng.uniform(0.0, 1.0))
+      hit = process.poll() is None
+    if process.poll() is None:
+      os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    observed.append(f"{moment}{'' if hit else ' (missed)'} -> ckpts {committed_steps(workdir)}")
+  code, out = h.run(h.train_command(workdir), "sigkill_final")
+  took_over = "stale" in out.lower() or "taken over" in out.lower() or "took over" in out.lower()
+  identical = code == 0 and bit_identical(restored_state(workdir), reference)
+  once, detail = steps_once(workdir, h.preset.steps)
+  passed = code == 0 and identical and once and took_over
+  return Row("sigkill",
+             f"{h.preset.kills} kills (seed {seed}), then exit 0, stale lock taken over, "
+             "bit-identical, each step once",
+             "; ".join(observed) + f"; final exit {code}, lock taken over={took_over}, "
+             f"bit-identical={identical}; {detail}", passed)
+
+
+def _mount_tmpfs(path: pathlib.Path, size_mb: int) -> str | None:
+  """Mounts a tmpfs at ``path``; returns why not, or None on success."""
+  path.mkdir(parents=True, exist_ok=True)
+  result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+  return None if result.returncode == 0 else (result.stderr.strip() or "mount failed")
+
+
+def _fill(path: pathlib.Path) -> None:
+  """Writes zeros into ``path`` until the filesystem is full."""
+  chunk = b"\0" * (1 << 20)
+  with path.open("wb") as f:
+    try:
+      while True:
+        f.write(chunk)
+        f.flush()
+    except OSError:
+      pass
+  try:
+    with path.open("ab") as f:  # the last partial megabyte, a page at a time
+      while True:
+        f.write(b"\0" * 4096)
+        f.flush()
+  except OSError:
+    pass
+
+
+def case_disk_full(h: Harness) -> Row:
+  mount = h.root / "tmpfs"
+  why = _mount_tmpfs(mount, 64)
+  expected = "exit != 0 within 30 s of the disk filling, one 'no space left on device' line, " \
+             "no traceback, last committed checkpoint restores"
+  if why is not None:
+    return Row("disk_full", expected, f"skipped: cannot mount a tmpfs here ({why})", None)
+  try:
+    workdir = mount / "run"
+    process, log = h.start(h.train_command(workdir, {"max_steps": 100000,
+                                                     "checkpoint_every_steps": 4,
+                                                     "num_epochs": 1000.0}), "disk_full")
+    wait_for(lambda: len(committed_steps(workdir)) >= 1 or process.poll() is not None, 300)
+    filled_at = time.time()
+    _fill(mount / "filler")
+    finished = wait_for(lambda: process.poll() is not None, 120)
+    took = time.time() - filled_at
+    if not finished:
+      os.killpg(process.pid, signal.SIGKILL)
+      process.wait()
+    out = log.read_text()
+    (mount / "filler").unlink()
+    errors = error_lines(out)
+    restores = False
+    try:
+      restores = restored_state(workdir)["step"] in committed_steps(workdir)
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(f"restore failed: {type(e).__name__}: {str(e)[:200]}")
+    passed = (finished and process.returncode not in (0, None) and took < 30 and len(errors) == 1
+              and "no space left on device" in errors[0] and "Traceback" not in out and restores)
+    return Row("disk_full", expected,
+               f"exit {process.returncode} {took:.1f} s after the disk filled; "
+               f"{errors[0] if errors else 'no error line'}; traceback={'Traceback' in out}; "
+               f"last checkpoint restores={restores}", passed)
+  finally:
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def case_two_writers(h: Harness) -> Row:
+  reference = h.reference()
+  workdir = h.root / "two_writers"
+  first, first_log = h.start(h.train_command(workdir), "two_writers_a")
+  wait_for(lambda: (workdir / "lock").exists() or first.poll() is not None, 300)
+  code_b, out_b = h.run(h.train_command(workdir, {"optimizer.learning_rate": 0.02}),
+                        "two_writers_b")
+  first.wait(timeout=600)
+  identical = first.returncode == 0 and bit_identical(restored_state(workdir), reference)
+  errors = error_lines(out_b)
+  names_holder = bool(errors) and str(first.pid) in errors[0]
+  passed = code_b == 2 and names_holder and identical and "Traceback" not in out_b
+  return Row("two_writers", "second run exits 2 naming the holder's pid; the first ends "
+             "bit-identical to the reference",
+             f"second exit {code_b}: {errors[0][:160] if errors else out_b[-200:]!r}; "
+             f"first exit {first.returncode}, bit-identical={identical}", passed)
+
+
+def case_config_change(h: Harness) -> Row:
+  h.reference()
+  workdir = h.root / "config_change"
+  shutil.copytree(h.root / "reference", workdir, dirs_exist_ok=True,
+                  ignore=shutil.ignore_patterns("lock"))
+  before = (workdir / "config.json").read_bytes()
+  code, out = h.run(h.train_command(workdir, {"model.T": 4, "model.neuron": "if",
+                                              "max_steps": h.preset.steps + 8}),
+                    "config_change")
+  errors = error_lines(out)
+  unchanged = (workdir / "config.json").read_bytes() == before
+  listed = bool(errors) and "model.T" in errors[0] and "model.neuron" in errors[0]
+  passed = code == 2 and listed and unchanged and "Traceback" not in out
+  return Row("config_change", "exit 2 listing model.T and model.neuron; config.json unchanged",
+             f"exit {code}: {errors[0][:200] if errors else out[-200:]!r}; "
+             f"config.json unchanged={unchanged}", passed)
+
+
+def flip_one_bit(step_folder: pathlib.Path) -> pathlib.Path:
+  """Flips one bit in the middle of the largest array data file of a checkpoint step."""
+  files = [p for p in (step_folder / "state").rglob("*") if p.is_file()
+           and p.suffix not in (".json",) and "metadata" not in p.name]
+  target = max(files, key=lambda p: p.stat().st_size)
+  data = bytearray(target.read_bytes())
+  data[len(data) // 2] ^= 0x10
+  target.write_bytes(bytes(data))
+  return target
+
+
+def case_bit_flip(h: Harness) -> Row:
+  h.reference()
+  workdir = h.root / "bit_flip"
+  shutil.copytree(h.root / "reference", workdir, dirs_exist_ok=True,
+                  ignore=shutil.ignore_patterns("lock"))
+  steps = committed_steps(workdir)
+  flipped = flip_one_bit(workdir / "checkpoints" / str(steps[-1]))
+  code, out = h.run([sys.executable, "-m", "snnjax.evaluate", "--workdir", str(workdir)],
+                    "bit_flip_evaluate")
+  evaluated = f"checkpoint step {steps[-2]}" in out
+  warned = f"step {steps[-1]}" in out and "checksum" in out.lower()
+  code2, out2 = h.run(h.train_command(workdir, {"max_steps": h.preset.steps + 2}),
+                      "bit_flip_resume")
+  resumed = f"resumed from step {steps[-2]}" in out2
+  passed = code == 0 and evaluated and warned and code2 == 0 and resumed
+  return Row("bit_flip", f"evaluate and resume fall back from step {steps[-1]} to {steps[-2]} "
+             "with a checksum warning",
+             f"flipped a bit in {flipped.relative_to(workdir)}; evaluate exit {code}, used step "
+             f"{steps[-2] if evaluated else '?'}, warned={warned}; resume exit {code2}, "
+             f"resumed from {steps[-2] if resumed else '?'}", passed)
+
+
+def case_nan(h: Harness) -> Row:
+  import numpy as np
+  workdir = h.root / "nan"
+  good = h.preset.checkpoint_every
+  code0, out0 = h.run(h.train_command(workdir, {"max_steps": good}), "nan_warmup")
+  code, out = h.run(h.train_command(workdir, {"optimizer.learning_rate": 1e30,
+                                              "checkpoint_every_steps": 1, "log_every_steps": 1,
+                                              "max_steps": good + 8},
+                                    extra=("--allow_config_change",)), "nan")
+  errors = error_lines(out)
+  steps = committed_steps(workdir)
+  aside = sorted(p.name for p in (workdir / "checkpoints").glob("*.diverged"))
+  finite = all(all(np.all(np.isfinite(x)) for x in restored_state(workdir, s)["leaves"]
+                   if np.issubdtype(x.dtype, np.inexact)) for s in steps)
+  named = bool(errors) and f"step {good} " in errors[0]
+  passed = code0 == 0 and code == 2 and named and steps[-1:] == [good] and finite and bool(aside)
+  passed = passed and "Traceback" not in out
+  return Row("nan", f"{good} good steps, then lr 1e30 with a checkpoint every step: exit 2 "
+             f"naming step {good}; the diverged checkpoint set aside; every checkpoint finite",
+             f"exit {code}: {errors[0][:220] if errors else out[-200:]!r}; checkpoints {steps}, "
+             f"set aside {aside}, all finite={finite}", passed)
+
+
+def case_bad_input(h: Harness) -> Row:
+  scratch = h.root / "bad_input"
+  scratch.mkdir(exist_ok=True)
+  (scratch / "syntax.py").write_text("def get_config(:\n")
+  (scratch / "a_file").write_text("not a folder")
+  base = [sys.executable, str(REPO / "train.py")]
+  good_config = str(REPO / "configs/fmnist_vgg_sml.py")
+  cases = {
+      "missing config": base + ["--config", str(scratch / "nope.py"), "--workdir",
+                                str(scratch / "w")],
+      "syntax error": base + ["--config", str(scratch / "syntax.py"), "--workdir",
+                              str(scratch / "w")],
+      "workdir is a file": base + ["--config", good_config, "--workdir", str(scratch / "a_file")],
+  }
+  observed, passed = [], True
+  for name, command in cases.items():
+    code, out = h.run(command, f"bad_input_{name.replace(' ', '_')}", timeout=120)
+    lines = error_lines(out)
+    ok = code == 2 and len(lines) == 1 and "Traceback" not in out
+    passed &= ok
+    observed.append(f"{name}: exit {code}, {lines[0][:90] if lines else out[-120:]!r}")
+  return Row("bad_input", "exit 2, one 'error:' line, no traceback", "; ".join(observed), passed)
+
+
+CASES = {"sigterm": case_sigterm, "sigkill": case_sigkill, "disk_full": case_disk_full,
+         "two_writers": case_two_writers, "config_change": case_config_change,
+         "bit_flip": case_bit_flip, "nan": case_nan, "bad_input": case_bad_input}
+
+
+def run_case(name: str, h: Harness, seed: int = 0) -> Row:
+  return CASES[name](h, seed) if name == "sigkill" else CASES[name](h)
+
+
+def format_table(rows: list[Row]) -> str:
+  lines = ["| case | expected | observed | result |", "|---|---|---|---|"]
+  for r in rows:
+    result = "skipped" if r.passed is None else ("pass" if r.passed else "FAIL")
+    lines.append(f"| {r.case} | {r.expected} | {r.observed} | {result} |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="the test suite's small preset")
+  parser.add_argument("--cases", default=",".join(CASES), help="comma-separated, from: "
+                      + ", ".join(CASES))
+  parser.add_argument("--root", type=pathlib.Path, default=None,
+                      help="folder for the runs (default: a new temporary folder)")
+  parser.add_argument("--seed", type=int, default=0, help="seed of the SIGKILL moments")
+  parser.add_argument("--out", type=pathlib.Path, default=None, help="also write the table here")
+  args = parser.parse_args(argv)
+  names = [n.strip() for n in args.cases.split(",") if n.strip()]
+  unknown = [n for n in names if n not in CASES]
+  if unknown:
+    print(f"error: unknown case(s) {unknown}; choose from {', '.join(CASES)}", file=sys.stderr)
+    return 2
+  root = args.root or pathlib.Path(tempfile.mkdtemp(prefix="snnjax_faults_"))
+  preset = QUICK if args.quick else FULL
+  harness = Harness(root, preset)
+  print(f"fault campaign: preset {'quick' if args.quick else 'full'} ({preset.steps} steps, "
+        f"checkpoint every {preset.checkpoint_every}), runs in {root}, load average "
+        f"{os.getloadavg()[0]:.2f}", flush=True)
+  rows = []
+  for name in names:
+    started = time.time()
+    rows.append(run_case(name, harness, args.seed))
+    print(f"  {name}: {rows[-1].passed} ({time.time() - started:.0f} s)", flush=True)
+  table = format_table(rows)
+  print(table)
+  if args.out:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table + "\n")
+  return 0 if all(r.passed is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
