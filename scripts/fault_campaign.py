@@ -11,6 +11,8 @@ Cases:
     sigterm       SIGTERM mid-run: exit 75, a checkpoint at the step reached, the rerun resumes
                   there and ends bit-identical to an uninterrupted run; metrics.jsonl has each
                   step once.
+    sigterm_job   the same for a two-process job (JAX distributed on localhost), SIGTERM to one
+                  process only: both processes stop after one common step.
     sigkill       SIGKILL at random moments (one during compilation, one mid-save, the rest at
                   random times while training), then a run to the end: bit-identical, each step
                   once in metrics.jsonl, stale locks taken over.
@@ -19,7 +21,8 @@ Cases:
     two_writers   a second run on a busy workdir is refused naming the holder; the first run
                   ends bit-identical to the reference.
     config_change resume with another T and neuron: refused, the differing keys listed,
-                  config.json unchanged.
+                  config.json unchanged; with --allow_config_change it runs and keeps the old
+                  config.json in config_history/.
     bit_flip      one flipped bit in the latest checkpoint: evaluate and the resume both fall
                   back to the previous checkpoint with a warning.
     nan           learning rate 1e30, a checkpoint every step: the run stops, names the last
@@ -43,6 +46,7 @@ import pathlib
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -68,14 +72,16 @@ class Preset:
   checkpoint_every: int  # periodic checkpoints
   kills: int             # SIGKILLs in the sigkill case
   data: dict             # data overrides
+  job_reference: bool    # sigterm_job: also train an uninterrupted job to compare bit for bit
 
   def flags(self) -> dict[str, Any]:
     return {**TINY, **self.data, "max_steps": self.steps,
             "checkpoint_every_steps": self.checkpoint_every}
 
 
-QUICK = Preset(steps=32, checkpoint_every=8, kills=2, data=SYNTHETIC)  # one synthetic epoch
-FULL = Preset(steps=400, checkpoint_every=25, kills=5,
+QUICK = Preset(steps=32, checkpoint_every=8, kills=2, data=SYNTHETIC,  # one synthetic epoch
+               job_reference=False)
+FULL = Preset(steps=400, checkpoint_every=25, kills=5, job_reference=True,
               data={"data.eval_split": "test[:2000]"} if FASHION_MNIST.is_dir() else
               {**SYNTHETIC, "data.synthetic.num_train_examples": 6400})
 
@@ -107,13 +113,25 @@ class Harness:
     return [sys.executable, str(REPO / "train.py"), "--config",
             str(REPO / "configs/fmnist_vgg_sml.py"), "--workdir", str(workdir), *flags, *extra]
 
-  def start(self, command: list[str], log_name: str) -> tuple[subprocess.Popen, pathlib.Path]:
+  def start(self, command: list[str], log_name: str, env: dict | None = None
+            ) -> tuple[subprocess.Popen, pathlib.Path]:
     """Starts ``command`` in its own session; stdout and stderr go to ROOT/<log_name>.log."""
     log = self.root / f"{log_name}.log"
     with log.open("w") as f:
       process = subprocess.Popen(command, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                 start_new_session=True,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     return process, log
+
+  def start_job(self, workdir: pathlib.Path, log_name: str, processes: int = 2
+                ) -> list[tuple[subprocess.Popen, pathlib.Path]]:
+    """A multi-process train.py job on localhost, one simulated CPU device per process."""
+    port = free_port()
+    return [self.start(self.train_command(workdir, extra=(
+        f"--coordinator_address=localhost:{port}", f"--num_processes={processes}",
+        f"--process_id={i}")), f"{log_name}_p{i}",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+        for i in range(processes)]
 
   def run(self, command: list[str], log_name: str, timeout: float = 600) -> tuple[int, str]:
     process, log = self.start(command, log_name)
@@ -129,6 +147,12 @@ class Harness:
         raise RuntimeError(f"the reference run failed ({code}):\n{out[-3000:]}")
       self._reference = restored_state(workdir)
     return self._reference
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
 
 
 def restored_state(workdir: pathlib.Path, step: int | None = None) -> dict:
@@ -215,6 +239,41 @@ def case_sigterm(h: Harness) -> Row:
              "bit-identical, each step once",
              f"exit {code}, saved {saved[-1] if saved else None}, resumed={resumed}, "
              f"bit-identical={identical}; {detail}", passed)
+
+
+def case_sigterm_job(h: Harness) -> Row:
+  """SIGTERM to process 1 of a two-process job: both stop after the same step and save it."""
+  reference = None
+  if h.preset.job_reference:
+    reference_dir = h.root / "job_reference"
+    for process, _ in h.start_job(reference_dir, "job_reference"):
+      process.wait(timeout=600)
+    reference = restored_state(reference_dir)
+  workdir = h.root / "sigterm_job"
+  job = h.start_job(workdir, "sigterm_job")
+  target = h.preset.checkpoint_every + 3
+  reached = wait_for(lambda: any(s >= target for s in train_steps(workdir)) or
+                     any(p.poll() is not None for p, _ in job), 300)
+  running = all(p.poll() is None for p, _ in job)
+  os.killpg(job[1][0].pid, signal.SIGTERM)  # one process only, as when one host is preempted
+  codes = [p.wait(timeout=300) for p, _ in job]
+  saved = committed_steps(workdir)
+  said = f"saved step {saved[-1]}" in job[0][1].read_text() if saved else False
+  resumed_job = h.start_job(workdir, "sigterm_job_resume")
+  resume_codes = [p.wait(timeout=600) for p, _ in resumed_job]
+  resumed = bool(saved) and f"resumed from step {saved[-1]}" in resumed_job[0][1].read_text()
+  final = restored_state(workdir)
+  identical = (resume_codes == [0, 0] and final["step"] == h.preset.steps and
+               (reference is None or bit_identical(final, reference)))
+  once, detail = steps_once(workdir, h.preset.steps)
+  passed = (reached and running and codes == [EXIT_PREEMPTED] * 2 and bool(saved)
+            and saved[-1] > target - 2 and said and resumed and identical and once)
+  compared = "bit-identical to an uninterrupted job" if reference else "at the last step"
+  return Row("sigterm_job", f"SIGTERM to process 1 of 2: both exit {EXIT_PREEMPTED} after one "
+             f"common step, saved; the resumed job ends {compared}",
+             f"exits {codes}, saved {saved[-1] if saved else None} (process 0 said so: {said}); "
+             f"resume exits {resume_codes}, resumed there={resumed}, {compared}={identical}; "
+             f"{detail}", passed)
 
 
 def case_sigkill(h: Harness, seed: int) -> Row:
@@ -345,16 +404,20 @@ def case_config_change(h: Harness) -> Row:
   shutil.copytree(h.root / "reference", workdir, dirs_exist_ok=True,
                   ignore=shutil.ignore_patterns("lock"))
   before = (workdir / "config.json").read_bytes()
-  code, out = h.run(h.train_command(workdir, {"model.T": 4, "model.neuron": "if",
-                                              "max_steps": h.preset.steps + 8}),
-                    "config_change")
+  changed = {"model.T": 4, "model.neuron": "if", "max_steps": h.preset.steps + 4}
+  code, out = h.run(h.train_command(workdir, changed), "config_change")
   errors = error_lines(out)
   unchanged = (workdir / "config.json").read_bytes() == before
   listed = bool(errors) and "model.T" in errors[0] and "model.neuron" in errors[0]
-  passed = code == 2 and listed and unchanged and "Traceback" not in out
-  return Row("config_change", "exit 2 listing model.T and model.neuron; config.json unchanged",
-             f"exit {code}: {errors[0][:200] if errors else out[-200:]!r}; "
-             f"config.json unchanged={unchanged}", passed)
+  code2, _ = h.run(h.train_command(workdir, changed, extra=("--allow_config_change",)),
+                   "config_change_allowed")
+  history = sorted((workdir / "config_history").glob("*.json"))
+  kept = len(history) == 1 and history[0].read_bytes() == before
+  passed = code == 2 and listed and unchanged and "Traceback" not in out and code2 == 0 and kept
+  return Row("config_change", "exit 2 listing model.T and model.neuron, config.json unchanged; "
+             "with --allow_config_change exit 0 and the old config.json kept in config_history/",
+             f"exit {code}: {errors[0][:200] if errors else out[-200:]!r}; config.json "
+             f"unchanged={unchanged}; allowed rerun exit {code2}, old config kept={kept}", passed)
 
 
 def flip_one_bit(step_folder: pathlib.Path) -> pathlib.Path:
@@ -437,7 +500,7 @@ def case_bad_input(h: Harness) -> Row:
   return Row("bad_input", "exit 2, one 'error:' line, no traceback", "; ".join(observed), passed)
 
 
-CASES = {"sigterm": case_sigterm, "sigkill": case_sigkill, "disk_full": case_disk_full,
+CASES = {"sigterm": case_sigterm, "sigterm_job": case_sigterm_job, "sigkill": case_sigkill, "disk_full": case_disk_full,
          "two_writers": case_two_writers, "config_change": case_config_change,
          "bit_flip": case_bit_flip, "nan": case_nan, "bad_input": case_bad_input}
 

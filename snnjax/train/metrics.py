@@ -121,7 +121,7 @@ def _events_writer(folder: pathlib.Path, purge_step: int):
 
 def _drop_records_after(path: pathlib.Path, step: int) -> int:
   """Rewrites ``path`` atomically without records past ``step`` (and any torn last line)."""
-  if not path.exists():
+  if not path.is_file():  # none yet (or a device or pipe: nothing to rewrite)
     return 0
   lines = path.read_text().splitlines()
   kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
@@ -139,7 +139,7 @@ def _drop_records_after(path: pathlib.Path, step: int) -> int:
 
 
 def _move_aside_old_records(path: pathlib.Path) -> None:
-  if not path.exists() or not path.read_text().strip():
+  if not path.is_file() or not path.read_text().strip():
     return
   records = path.read_text().splitlines()
   last = max((_step_of(r) or 0 for r in records), default=0)
