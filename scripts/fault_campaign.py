@@ -73,14 +73,15 @@ class Preset:
   kills: int             # SIGKILLs in the sigkill case
   data: dict             # data overrides
   job_reference: bool    # sigterm_job: also train an uninterrupted job to compare bit for bit
+  epochs: float = 1.0    # the schedule's length; steps must fit in it
 
   def flags(self) -> dict[str, Any]:
-    return {**TINY, **self.data, "max_steps": self.steps,
+    return {**TINY, **self.data, "max_steps": self.steps, "num_epochs": self.epochs,
             "checkpoint_every_steps": self.checkpoint_every}
 
 
-QUICK = Preset(steps=32, checkpoint_every=8, kills=2, data=SYNTHETIC,  # one synthetic epoch
-               job_reference=False)
+QUICK = Preset(steps=64, checkpoint_every=8, kills=2, data=SYNTHETIC,  # two synthetic epochs
+               job_reference=False, epochs=2.0)
 FULL = Preset(steps=400, checkpoint_every=25, kills=5, job_reference=True,
               data={"data.eval_split": "test[:2000]"} if FASHION_MNIST.is_dir() else
               {**SYNTHETIC, "data.synthetic.num_train_examples": 6400})
@@ -385,8 +386,12 @@ def case_two_writers(h: Harness) -> Row:
   workdir = h.root / "two_writers"
   first, first_log = h.start(h.train_command(workdir), "two_writers_a")
   wait_for(lambda: (workdir / "lock").exists() or first.poll() is not None, 300)
-  code_b, out_b = h.run(h.train_command(workdir, {"optimizer.learning_rate": 0.02}),
-                        "two_writers_b")
+  os.killpg(first.pid, signal.SIGSTOP)  # paused, so it cannot finish before the second run checks
+  try:
+    code_b, out_b = h.run(h.train_command(workdir, {"optimizer.learning_rate": 0.02}),
+                          "two_writers_b")
+  finally:
+    os.killpg(first.pid, signal.SIGCONT)
   first.wait(timeout=600)
   identical = first.returncode == 0 and bit_identical(restored_state(workdir), reference)
   errors = error_lines(out_b)

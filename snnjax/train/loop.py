@@ -5,6 +5,14 @@ One readable loop. Every bad setting is rejected before anything compiles
 check). A rerun with the same workdir resumes from the newest good checkpoint,
 with the data iterator where it was, so it reaches the same parameters as an
 uninterrupted run.
+
+What keeps a run whole on a cluster (docs/FAULTS.md): process 0 holds
+``WORKDIR/lock`` (:mod:`snnjax.train.workdir_lock`); a resume must keep the
+config's meaning (:func:`snnjax.train.config.check_resume_config`); SIGTERM or
+SIGINT ends the run after a checkpoint of the step reached
+(:mod:`snnjax.train.preemption`); a failed write of a checkpoint, metrics or
+TensorBoard events stops it (:mod:`snnjax.train.failures`); and no checkpoint
+is written from a state with non-finite values.
 """
 
 from __future__ import annotations
@@ -148,7 +156,7 @@ def _lock_workdir(workdir: pathlib.Path) -> workdir_lock.WorkdirLock | None:
 
 def _check_config_identity(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                            allow_config_change: bool) -> None:
-  """On resume: the config must mean what the checkpoints' config.json says; record it."""
+  """On resume: ``config`` must mean what the checkpoints' config.json says (ValueError if not)."""
   if (workdir / "config.json").is_file():
     changed = config_lib.check_resume_config(config_lib.load_saved_config(workdir), config,
                                              workdir, allow_config_change)
@@ -157,6 +165,7 @@ def _check_config_identity(config: ml_collections.ConfigDict, workdir: pathlib.P
 
 
 def _record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  """Process 0 writes config.json; a different older one is kept in config_history/."""
   if jax.process_index() == 0:
     kept = config_lib.save_config(workdir, config)
     if kept is not None:
@@ -225,11 +234,12 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
   mesh, train_data, test_data, checkpointer = (exp.mesh, exp.train_data, exp.test_data,
                                                exp.checkpointer)
   run_steps = exp.run_steps
+  if checkpointer.all_steps():
+    _check_config_identity(config, workdir, allow_config_change)
   restored = checkpointer.restore_latest(exp.template)
   if restored is None:
     state = jax.jit(exp.init, out_shardings=exp.state_sharding)(jax.random.key(config.seed))
   else:
-    _check_config_identity(config, workdir, allow_config_change)
     state, data_state, restored_step = restored
     train_data.set_state(data_state)
     log.info("resumed from step %d", restored_step)
