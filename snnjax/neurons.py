@@ -90,10 +90,13 @@ def fire_and_reset(h: Array, *, v_threshold: ArrayLike, v_reset: ArrayLike, rese
                    detach_reset: bool, surrogate: surrogates.AnySurrogate) -> tuple[Array, Array]:
   """s = H(h - v_threshold); v = h (1 - s) + v_reset s (hard) or h - v_threshold s (soft).
 
+  The surrogate receives this neuron's threshold (surrogate gradient scaling
+  needs it to recover v; see :func:`snnjax.surrogates.with_threshold`).
+
   Returns:
     (v after reset, s).
   """
-  s = surrogates.spike(h - v_threshold, surrogate)
+  s = surrogates.spike(h - v_threshold, surrogate, v_threshold=v_threshold)
   s_reset = jax.lax.stop_gradient(s) if detach_reset else s
   if reset == "hard":
     v = h * (1 - s_reset) + v_reset * s_reset
@@ -110,6 +113,7 @@ def _run(charge: Callable[[Array, Array], Array], x_seq: Array, *, v_threshold, 
   surrogate = _default_surrogate(surrogate)
   dtype = x_seq.dtype
   v_threshold = jnp.asarray(v_threshold, dtype)
+  surrogate = surrogates.with_threshold(surrogate, v_threshold)  # SGS: checked once, here
   v_reset = jnp.asarray(v_reset, dtype)
   v0 = jnp.broadcast_to(v_reset, x_seq.shape[1:]) if v_init is None else v_init.astype(dtype)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from snnjax import validation
@@ -63,18 +64,29 @@ class ScaledSurrogate:
 
   snnjax's choice: this is the element-wise gradient scaling (EWGS) form, which
   matches the paper's figure of the six (o, v, sign g_o) cases; the paper's own
-  equation is not public. v is measured in the same units as the threshold, so
-  ``v_threshold`` must equal the neuron's threshold (default 1.0).
+  equation is not public. v = x + v_th is compared with o in the neuron's
+  voltage units, so the scale depends on the threshold: at v_th = 1 (snnjax's
+  default neuron) v - o lies in [0, 1) wherever a rectangle of half-width 0.5
+  is non-zero, so every positive g_o is amplified and every negative one damped
+  on both sides of the threshold; at v_th = 0.5 (the released SGS code) v - o
+  changes sign at the threshold as in the paper's figure.
+
+  One source of truth for v_th: the neuron. :func:`spike` takes the threshold
+  x is measured from, and the neurons of :mod:`snnjax.neurons` pass theirs;
+  ``v_threshold`` here is None ("the neuron's") unless given explicitly, and
+  an explicit value that disagrees with the neuron's is a ValueError
+  (:func:`with_threshold`).
 
   Attributes:
     base: the surrogate h that is scaled.
     delta: scaling strength (dimensionless); 0 reproduces ``base`` exactly.
-    v_threshold: the neuron's firing threshold, used to recover v from x.
+    v_threshold: None (take the neuron's threshold), or the threshold a spec
+      asserted, float32 scalar.
   """
 
   base: Surrogate
   delta: Array
-  v_threshold: Array
+  v_threshold: Array | None = None
 
   @property
   def name(self) -> str:
@@ -236,13 +248,46 @@ def gsg_tanh(beta: float = 1.0) -> Surrogate:
   return _make("gsg_tanh", beta=beta)
 
 
-def sgs(base: Surrogate, delta: float = 0.5, v_threshold: float = 1.0) -> ScaledSurrogate:
-  """Wraps ``base`` in surrogate gradient scaling; see :class:`ScaledSurrogate`."""
+def sgs(base: Surrogate, delta: float = 0.5, v_threshold: float | None = None) -> ScaledSurrogate:
+  """Wraps ``base`` in surrogate gradient scaling; see :class:`ScaledSurrogate`.
+
+  ``v_threshold`` None (the default) takes the threshold of the neuron the
+  surrogate is used in; a number asserts it, and a neuron with another
+  threshold rejects the surrogate (:func:`with_threshold`).
+  """
   if not isinstance(base, Surrogate):
     raise ValueError(f"sgs wraps a plain surrogate, got {base!r}; e.g. sgs(rectangle(), delta=0.5).")
   validation.check_all(delta, lambda d: d >= 0, f"sgs needs delta >= 0, got delta={delta}.")
-  return ScaledSurrogate(base=base, delta=jnp.asarray(delta, jnp.float32),
-                         v_threshold=jnp.asarray(v_threshold, jnp.float32))
+  threshold = None if v_threshold is None else jnp.asarray(v_threshold, jnp.float32)
+  return ScaledSurrogate(base=base, delta=jnp.asarray(delta, jnp.float32), v_threshold=threshold)
+
+
+def with_threshold(sg: AnySurrogate, v_threshold: Any) -> AnySurrogate:
+  """``sg`` bound to the threshold of the neuron it fires in (SGS only; others unchanged).
+
+  An SGS surrogate without a threshold takes ``v_threshold``; one whose
+  explicit threshold disagrees with it (compared in the lower precision of
+  the two) raises ValueError naming both values. Traced values are bound
+  without the check (they were checked where they were concrete).
+
+  Raises:
+    ValueError: an explicit SGS threshold that is not the neuron's.
+  """
+  if not isinstance(sg, ScaledSurrogate):
+    return sg
+  neuron = jnp.asarray(v_threshold)
+  if not jnp.issubdtype(neuron.dtype, jnp.floating):
+    neuron = neuron.astype(jnp.float32)
+  if sg.v_threshold is not None:
+    own, theirs = validation.concrete(sg.v_threshold), validation.concrete(neuron)
+    if own is not None and theirs is not None:
+      dtype = min(own.dtype, theirs.dtype, key=lambda d: jnp.finfo(d).bits)
+      if not np.array_equal(own.astype(dtype), theirs.astype(dtype)):
+        raise ValueError(
+            f"the sgs surrogate has v_threshold={float(own):g} but its neuron's threshold is "
+            f"v_threshold={float(theirs):g}; SGS takes the neuron's threshold: drop v_threshold "
+            "from the sgs spec, or make the two equal.")
+  return sg.replace(v_threshold=neuron)
 
 
 _CONSTRUCTORS: dict[str, Callable[..., Surrogate]] = {
@@ -263,6 +308,7 @@ def get(name: str, **params: Any) -> AnySurrogate:
 
   ``get("sgs", base="rectangle", delta=0.5, alpha=1.0)`` builds an SGS wrapper;
   parameters other than ``base``, ``delta`` and ``v_threshold`` go to the base.
+  Without ``v_threshold`` the wrapper takes its neuron's threshold.
 
   Raises:
     ValueError: unknown name or parameter, or a non-positive width.
@@ -271,7 +317,7 @@ def get(name: str, **params: Any) -> AnySurrogate:
     params = dict(params)
     base_name = params.pop("base", "rectangle")
     delta = params.pop("delta", 0.5)
-    v_threshold = params.pop("v_threshold", 1.0)
+    v_threshold = params.pop("v_threshold", None)
     return sgs(get(base_name, **params), delta=delta, v_threshold=v_threshold)
   if name not in _CONSTRUCTORS:
     raise ValueError(f"unknown surrogate {name!r}; allowed: {', '.join(NAMES)}.")
@@ -416,17 +462,29 @@ def _scaled_spike_bwd(residuals, g):
 _scaled_spike.defvjp(_scaled_spike_fwd, _scaled_spike_bwd)
 
 
-def spike(x: Array, sg: AnySurrogate) -> Array:
+def spike(x: Array, sg: AnySurrogate, v_threshold: Any = None) -> Array:
   """Fires where x >= 0: forward H(x), backward ``g * h(x)`` of the surrogate.
 
   Args:
     x: membrane potential minus threshold, any shape, float dtype.
     sg: a :class:`Surrogate` or :class:`ScaledSurrogate`.
+    v_threshold: the threshold x is measured from (voltage units). Only SGS
+      uses it (v = x + v_threshold) and then needs it, here or bound in
+      ``sg`` (:func:`with_threshold`); the neurons pass their own.
 
   Returns:
     Spikes in {0, 1} with x's shape and dtype.
+
+  Raises:
+    ValueError: an SGS surrogate with no threshold, or one that disagrees
+      with ``v_threshold``.
   """
   if isinstance(sg, ScaledSurrogate):
+    if v_threshold is not None:
+      sg = with_threshold(sg, v_threshold)
+    if sg.v_threshold is None:
+      raise ValueError("an sgs surrogate needs the neuron's threshold: use it in a neuron "
+                       "(snnjax.neurons / snnjax.layers) or call spike(x, sg, v_threshold=...).")
     return _scaled_spike(x, sg)
   if isinstance(sg, Surrogate):
     return _spike(x, sg)

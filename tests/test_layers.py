@@ -158,3 +158,70 @@ def test_return_charge_gives_the_pre_reset_membrane():
   spikes, _, h = N.lif(x, tau=2.0, return_charge=True)
   np.testing.assert_allclose(np.asarray(h), [0.6, 1.1, 0.2], atol=1e-6)
   np.testing.assert_array_equal(np.asarray(spikes), np.asarray(h >= 1.0))
+
+
+# --- Surrogate gradient scaling inside a neuron: the paper's six cases at v_th = 0.5. ---------
+
+
+def _lif_input_grad(v_threshold, surrogate, h, g):
+  """d sum(g * s) / d x of one LIF step (T=1, v starts at 0, so the charge is h = x)."""
+  layer = L.LIF(v_threshold=v_threshold, surrogate=surrogate)
+  x = jnp.asarray(h, jnp.float32)[None]  # [T=1, N]
+  variables = layer.init(jax.random.key(0), x)
+  return np.asarray(jax.grad(lambda x: jnp.sum(jnp.asarray(g) * layer.apply(variables, x)))(x))[0]
+
+
+# The six cases of the SGS paper's figure (o = output spike, v = membrane, v_th = 0.5),
+# each with the sign of the incoming gradient g the figure draws (descent, -g, moves v
+# toward the other side: up for o=0, down for o=1) and |g_v| vs |g_o| as the figure states.
+SGS_FIGURE_CASES = [
+    # (v, g, expected ratio sign: +1 amplified, 0 equal, -1 damped)
+    (0.0, -1.0, 0),    # o=0, v = o
+    (-0.3, -1.0, +1),  # o=0, v < o
+    (0.3, -1.0, -1),   # o=0, v > o (below threshold)
+    (1.0, +1.0, 0),    # o=1, v = o
+    (0.7, +1.0, -1),   # o=1, v_th <= v < o: the case v_th = 1 cannot have
+    (1.3, +1.0, +1),   # o=1, v > o
+]
+
+
+def test_sgs_six_cases_through_a_lif_layer_at_threshold_one_half():
+  v = np.asarray([c[0] for c in SGS_FIGURE_CASES])
+  g = np.asarray([c[1] for c in SGS_FIGURE_CASES])
+  delta = 0.5
+  # A wide box (half-width 2) so every case lies inside the support: h(x) = 0.25.
+  scaled = _lif_input_grad(0.5, f"sgs(base=rectangle, alpha=0.25, delta={delta})", v, g)
+  plain = _lif_input_grad(0.5, "rectangle(alpha=0.25)", v, g)
+  np.testing.assert_allclose(plain, g * 0.25, rtol=1e-6)
+  o = (v >= 0.5).astype(np.float64)
+  np.testing.assert_allclose(scaled, plain * (1 + delta * np.sign(g) * (v - o)), rtol=1e-6)
+  ratio = scaled / plain
+  expected = np.asarray([c[2] for c in SGS_FIGURE_CASES])
+  np.testing.assert_array_equal(np.sign(np.round(ratio - 1, 6)), expected)
+
+
+def test_sgs_is_two_sided_at_the_released_threshold_and_one_sided_at_one():
+  """Released SGS code: v_th = 0.5, box half-width 0.5 (rectangle alpha=1).
+
+  With g > 0 everywhere, inside the support the scale is 1 + delta (v - o): below the
+  threshold (o = 0) v > 0 amplifies, above it (o = 1) v < 1 damps. At v_th = 1 the
+  support is v in (0.5, 1.5) and v - o stays >= 0 on both sides: amplified throughout.
+  """
+  sgs = "sgs(base=rectangle, alpha=1.0, delta=0.5)"
+  g = np.ones(4)
+  half = _lif_input_grad(0.5, sgs, np.asarray([0.2, 0.4, 0.6, 0.8]), g)
+  assert np.all(half[:2] > 1) and np.all(half[2:] < 1)
+  one = _lif_input_grad(1.0, sgs, np.asarray([0.7, 0.9, 1.1, 1.3]), g)
+  assert np.all(one >= 1)
+  np.testing.assert_allclose(one, 1 + 0.5 * np.asarray([0.7, 0.9, 0.1, 0.3]), rtol=1e-6)
+
+
+def test_sgs_threshold_mismatch_is_an_error_naming_both_values():
+  layer = L.LIF(v_threshold=0.5, surrogate="sgs(base=rectangle, delta=0.5, v_threshold=1.0)")
+  with pytest.raises(ValueError, match=r"v_threshold=1 .*v_threshold=0.5"):
+    layer.init(jax.random.key(0), jnp.zeros((2, 3)))
+  agreeing = L.LIF(v_threshold=0.5, surrogate="sgs(base=rectangle, delta=0.5, v_threshold=0.5)")
+  agreeing.init(jax.random.key(0), jnp.zeros((2, 3)))
+  with pytest.raises(ValueError, match=r"v_threshold=0.25"):
+    N.lif(jnp.zeros((2, 3)), v_threshold=0.5,
+          surrogate=S.sgs(S.rectangle(), delta=0.5, v_threshold=0.25))

@@ -118,7 +118,7 @@ def test_changing_parameters_does_not_recompile():
   @jax.jit
   def grad_fn(x, sg):
     traces.append(1)
-    return jax.grad(lambda x: jnp.sum(S.spike(x, sg)))(x)
+    return jax.grad(lambda x: jnp.sum(S.spike(x, sg, v_threshold=1.0)))(x)
 
   x = jnp.linspace(-1, 1, 9)
   results = [grad_fn(x, S.atan(alpha)) for alpha in (1.0, 2.0, 4.0)]
@@ -184,7 +184,7 @@ def test_sgs_scales_in_the_stated_direction(x, g):
   scaled = S.sgs(base, delta=0.5)
   x = jnp.asarray(x)
   base_grad = jax.grad(lambda x: g * S.spike(x, base))(x)
-  sgs_grad = jax.grad(lambda x: g * S.spike(x, scaled))(x)
+  sgs_grad = jax.grad(lambda x: g * S.spike(x, scaled, v_threshold=1.0))(x)
   v, o = float(x) + 1.0, float(x >= 0)
   expected = float(base_grad) * (1 + 0.5 * np.sign(g) * (v - o))
   assert float(sgs_grad) == pytest.approx(expected, rel=1e-6)
@@ -199,7 +199,7 @@ def test_sgs_with_zero_delta_is_the_base_exactly():
   for name in FORMULAS:
     base = S.get(name)
     g_base = jax.grad(lambda x: jnp.sum(w * S.spike(x, base)))(x)
-    g_sgs = jax.grad(lambda x: jnp.sum(w * S.spike(x, S.sgs(base, delta=0.0))))(x)
+    g_sgs = jax.grad(lambda x: jnp.sum(w * S.spike(x, S.sgs(base, delta=0.0), v_threshold=1.0)))(x)
     np.testing.assert_array_equal(np.asarray(g_sgs), np.asarray(g_base))
 
 
@@ -216,3 +216,25 @@ def test_parse_config_strings():
     S.parse("atan(alpha=two)")
   with pytest.raises(ValueError, match="unknown surrogate 'relu'"):
     S.parse("relu")
+
+
+def test_sgs_threshold_comes_from_the_caller_and_must_agree():
+  x = jnp.asarray([-0.3, 0.2])
+  unbound = S.sgs(S.rectangle(), delta=0.5)
+  assert unbound.v_threshold is None
+  with pytest.raises(ValueError, match="needs the neuron's threshold"):
+    S.spike(x, unbound)
+  bound = S.with_threshold(unbound, 0.5)
+  assert float(bound.v_threshold) == 0.5
+  plain = S.atan()
+  assert S.with_threshold(plain, 0.5) is plain  # only SGS uses the threshold
+  explicit = S.parse("sgs(base=rectangle, delta=0.5, v_threshold=1.0)")
+  assert float(explicit.v_threshold) == 1.0
+  assert float(S.with_threshold(explicit, 1.0).v_threshold) == 1.0
+  with pytest.raises(ValueError, match=r"v_threshold=1 but its neuron's threshold is v_threshold=0.5"):
+    S.with_threshold(explicit, 0.5)
+  with pytest.raises(ValueError, match="v_threshold=0.5"):
+    S.spike(x, explicit, v_threshold=0.5)
+  # The threshold is not an adjustable parameter: schedules and controllers keep it.
+  assert "v_threshold" not in S.parameters(bound)
+  assert float(S.with_parameters(bound, {"delta": 0.1}).v_threshold) == 0.5

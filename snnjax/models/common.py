@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from snnjax import layers
+from snnjax import layers, surrogates
 
 Array = jax.Array
 
@@ -210,12 +210,13 @@ class Ops:
     return nn.Dense(features, use_bias=use_bias, dtype=self.dtype, name=name)
 
   def validate(self) -> None:
-    """Raises ValueError for an unknown neuron kind, neuron argument, surrogate or remat."""
+    """Raises ValueError for an unknown neuron kind, neuron argument, surrogate or remat,
+    or an SGS surrogate whose explicit threshold is not the neuron's."""
     check_remat(self.remat)
     if "surrogate" in dict(self.neuron_kwargs):
       raise ValueError("give the surrogate as the model's surrogate=..., not in neuron_kwargs.")
-    layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))
-    layers.as_surrogate(self.surrogate)
+    module = layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))
+    surrogates.with_threshold(layers.as_surrogate(self.surrogate), module.v_threshold)
 
 
 def check_head_indices(sml_heads: Any, num_blocks: int, model: str) -> None:
