@@ -253,7 +253,12 @@ def test_head_layout_and_reducer():
   assert v["params"]["c7_conv"]["kernel"].shape == (7, 7, 8, 8)
   assert v["params"]["c5_conv"]["kernel"].shape == (5, 5, 8, 8)
   assert v["params"]["fc1"]["kernel"].shape == (4 * 8, 512)
+  assert v["params"]["fc1"]["bias"].shape == (512,)  # the reference code's nn.Linear has one
   assert v["params"]["fc2"]["kernel"].shape == (512, 7)
+  no_bias = M.SurrogateHead(num_classes=7, channels=8, hidden_bias=False)
+  v_no_bias = jax.eval_shape(lambda k: no_bias.init(k, rate, train=False), key())
+  assert "bias" not in v_no_bias["params"]["fc1"]
+  assert count(v["params"]) - count(v_no_bias["params"]) == 512
   no_reducer = jax.eval_shape(lambda k: head.init(k, rate[..., :8], train=False), key())
   assert "reduce_conv" not in no_reducer["params"]
 
@@ -374,3 +379,70 @@ def test_bad_inputs_give_clear_errors():
 def test_bad_arguments_are_value_errors(name, kwargs, match):
   with pytest.raises(ValueError, match=match):
     M.create(name, **kwargs)
+
+
+
+# ---------------------------------------------------------------------------
+# The released code's settings: parameter counts, torch init, SGS threshold, DVS stem.
+
+
+def head_params(cin, k, classes, hidden=512):
+  """Closed-form SML head count: [1x1 reducer] + 7x7, 5x5, 3x3 convs with BN, FC512 + bias, BN1d, FC."""
+  n = 0
+  if cin > k:
+    n += conv(cin, k, 1) + bn(k)
+    cin = k
+  n += conv(cin, k, 7) + conv(k, k, 5) + conv(k, k, 3) + 3 * bn(k)
+  return n + 4 * k * hidden + hidden + bn(hidden) + hidden * classes + classes
+
+
+def test_resnet19_with_two_heads_has_the_reference_code_parameter_count():
+  model = M.create("resnet19", T=1, sml_heads=(3, 6), head_channels=256)
+  params = shapes(model, np.zeros((1, 32, 32, 3)))["params"]
+  expected = (resnet_params(3, (3, 3, 2), (128, 256, 512), 10, hidden=256)
+              + head_params(128, 256, 10) + head_params(256, 256, 10))
+  assert count(params) == expected == 22_969_182  # the SML reference code's ResNet_SB19
+
+
+def test_torch_init_draws_uniform_weights_and_biases_within_one_over_sqrt_fan_in():
+  model = M.create("resnet19", T=1, width=1 / 16, sml_heads=(3,), head_channels=8,
+                   dense_init="torch", conv_init="torch")
+  v = init(model, (2, 16, 16, 3))["params"]
+  for path, fan_in in ((("fc",), 16), (("fc_hidden",), 32), (("sml_head_3", "fc1"), 32)):
+    layer = v
+    for p in path:
+      layer = layer[p]
+    bound = 1 / np.sqrt(fan_in)
+    kernel, bias = np.asarray(layer["kernel"]), np.asarray(layer["bias"])
+    assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound, path
+    # U(-b, b) has std b / sqrt(3); biases are few, so only ask that they are spread.
+    assert abs(np.std(kernel) / (bound / np.sqrt(3)) - 1) < 0.2, path
+    assert np.abs(bias).max() > bound / 4, path
+  stem = np.asarray(v["stem_conv"]["kernel"])  # fan_in 3 * 3 * 3 = 27: U(+-1/sqrt(27))
+  assert np.abs(stem).max() <= 1 / np.sqrt(27) and np.std(stem) > 0.5 / np.sqrt(27)
+  default = init(M.create("resnet19", T=1, width=1 / 16), (2, 16, 16, 3))["params"]
+  assert np.all(np.asarray(default["fc"]["bias"]) == 0)  # Flax's default (snnjax's): zero bias
+  with pytest.raises(ValueError, match="unknown dense init 'xavier'"):
+    M.create("resnet19", dense_init="xavier")
+  with pytest.raises(ValueError, match="unknown conv init"):
+    M.create("resnet19", conv_init="he")
+
+
+def test_sgs_threshold_mismatch_is_rejected_when_the_model_is_built():
+  surrogate = "sgs(base=rectangle, delta=0.5, v_threshold=1.0)"
+  with pytest.raises(ValueError, match=r"v_threshold=1 .*v_threshold=0.5"):
+    M.create("resnet19", neuron_kwargs=dict(v_threshold=0.5), surrogate=surrogate)
+  M.create("resnet19", neuron_kwargs=dict(v_threshold=1.0), surrogate=surrogate)
+  M.create("resnet19", neuron_kwargs=dict(v_threshold=0.5), surrogate="sgs(base=rectangle)")
+
+
+def test_resnet18_on_event_frames_has_a_two_channel_stem():
+  """CIFAR10-DVS as the SML code trains it: ResNet-18, conv3x3 stem on 2 polarity channels."""
+  model = M.create("resnet18", T=T, width=1 / 16, sml_heads=(3, 6), head_channels=8)
+  x = normal(9, (T, 2, 24, 24, 2))
+  v = init(model, x.shape)
+  assert v["params"]["stem_conv"]["kernel"].shape == (3, 3, 2, 4)
+  out, _ = jax.eval_shape(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]), v)
+  assert out.logits.shape == (2, 10) and len(out.aux_logits) == 2
+  full = count(shapes(M.create("resnet18", T=1), np.zeros((1, 48, 48, 2)))["params"])
+  assert full == resnet_params(3, (2, 2, 2, 2), (64, 128, 256, 512), 10) - conv(1, 64, 3)

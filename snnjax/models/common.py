@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +31,50 @@ Array = jax.Array
 #: Convolutions: Kaiming-normal, fan_out mode (PyTorch's kaiming_normal_(mode="fan_out")):
 #: w ~ N(0, 2 / (k_h k_w C_out)), untruncated.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+#: PyTorch's default init of nn.Linear and nn.Conv2d weights, kaiming_uniform_(a=sqrt(5)):
+#: w ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in (Dense) or k_h k_w C_in (conv);
+#: the variance 1/(3 fan_in) is variance_scaling(1/3, "fan_in", "uniform").
+torch_kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+#: Weight initialisations a model can use (see :class:`Ops`).
+CONV_INITS = ("kaiming_fan_out", "torch")
+DENSE_INITS = ("lecun", "torch")
+
+
+def torch_bias_init(fan_in: int) -> nn.initializers.Initializer:
+  """PyTorch's default bias init: b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def dense(features: int, x: Array, init: str = "lecun", use_bias: bool = True,
+          dtype: Any = jnp.float32, name: str | None = None) -> Array:
+  """nn.Dense(features) applied to x [..., C_in], initialised as ``init`` says.
+
+  "lecun": Flax's default, w ~ truncated N(0, 1/C_in), b = 0 (snnjax's default).
+  "torch": PyTorch's nn.Linear default, w and b ~ U(-1/sqrt(C_in), 1/sqrt(C_in))
+  (what the released code of Surrogate Module Learning and of surrogate gradient
+  scaling train from: neither re-initialises its Linear layers). Call it
+  inside a compact method: the nn.Dense is created there, under ``name``.
+  """
+  if init not in DENSE_INITS:
+    raise ValueError(f"unknown dense init {init!r}; allowed: {', '.join(DENSE_INITS)}.")
+  extra = {}
+  if init == "torch":
+    extra = dict(kernel_init=torch_kernel_init, bias_init=torch_bias_init(x.shape[-1]))
+  return nn.Dense(features, use_bias=use_bias, dtype=dtype, name=name, **extra)(x)
+
+
+def conv_kernel_init(init: str = "kaiming_fan_out") -> nn.initializers.Initializer:
+  """The conv weight initialiser named ``init`` (:data:`CONV_INITS`; convs here are bias-free)."""
+  if init not in CONV_INITS:
+    raise ValueError(f"unknown conv init {init!r}; allowed: {', '.join(CONV_INITS)}.")
+  return conv_init if init == "kaiming_fan_out" else torch_kernel_init
 
 HEAD_PREFIX = "sml_head_"
 
@@ -148,6 +193,11 @@ class Ops:
       Networks from Scratch" (BNTT); parameters then depend on T.
     remat: "none", "block" or "neuron"; see :class:`SpikingNet`. ``act`` applies
       "neuron"; models apply "block" to their blocks with :meth:`block`.
+    conv_init: "kaiming_fan_out" (snnjax's default: :data:`conv_init`, what the SML
+      reference code sets) or "torch" (PyTorch's default, :data:`torch_kernel_init`,
+      what the released SGS code's convs keep).
+    dense_init: "lecun" (Flax's default) or "torch" (PyTorch's nn.Linear default);
+      see :func:`dense`.
   """
 
   neuron: str = "lif"
@@ -158,6 +208,8 @@ class Ops:
   bn_momentum: float = 0.9
   bn_per_step: bool = False
   remat: str = "none"
+  conv_init: str = "kaiming_fan_out"
+  dense_init: str = "lecun"
 
   def act(self, name: str) -> Callable[[Array], Array]:
     """The activation of a layer: a neuron module scanning over T, or ReLU.
@@ -193,8 +245,8 @@ class Ops:
     """
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                   padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=conv_init,
-                   dtype=self.dtype, name=name)
+                   padding=((pad, pad), (pad, pad)), use_bias=False,
+                   kernel_init=conv_kernel_init(self.conv_init), dtype=self.dtype, name=name)
 
   def bn(self, train: bool, name: str | None = None, time_axis: bool = True) -> nn.BatchNorm:
     """BatchNorm, scale 1 bias 0 at init, eps 1e-5; batch statistics when train.
@@ -205,14 +257,23 @@ class Ops:
     return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
                         axis=axis, dtype=self.dtype, name=name)
 
-  def dense(self, features: int, name: str | None = None, use_bias: bool = True) -> nn.Dense:
-    """Dense layer (Flax's default LeCun-normal init) computing in ``dtype``."""
-    return nn.Dense(features, use_bias=use_bias, dtype=self.dtype, name=name)
+  def dense(self, features: int, name: str | None = None,
+            use_bias: bool = True) -> Callable[[Array], Array]:
+    """Dense layer computing in ``dtype``, initialised as ``dense_init`` says (:func:`dense`).
+
+    Returns a function of x (the torch init's bias bound needs x's features);
+    call it inside the model's compact method.
+    """
+    return functools.partial(dense, features, init=self.dense_init, use_bias=use_bias,
+                             dtype=self.dtype, name=name)
 
   def validate(self) -> None:
     """Raises ValueError for an unknown neuron kind, neuron argument, surrogate or remat,
     or an SGS surrogate whose explicit threshold is not the neuron's."""
     check_remat(self.remat)
+    conv_kernel_init(self.conv_init)
+    if self.dense_init not in DENSE_INITS:
+      raise ValueError(f"unknown dense init {self.dense_init!r}; allowed: {', '.join(DENSE_INITS)}.")
     if "surrogate" in dict(self.neuron_kwargs):
       raise ValueError("give the surrogate as the model's surrogate=..., not in neuron_kwargs.")
     module = layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))
@@ -244,6 +305,8 @@ class SpikingNet(nn.Module):
     sml_heads: 1-based indices of the blocks after which an SML head is attached
       (see :mod:`snnjax.models.surrogate_module`); () for none.
     head_channels: k, the channel width of the SML heads.
+    head_bias: the heads' FC512 has a bias (True, as the SML reference code).
+    conv_init, dense_init: weight initialisation of the SNN and the heads; see :class:`Ops`.
     neuron, neuron_kwargs, surrogate, spiking, dtype, bn_momentum, bn_per_step:
       see :class:`Ops`.
     width: width multiplier for every SNN layer (not the heads).
@@ -277,6 +340,9 @@ class SpikingNet(nn.Module):
   bn_momentum: float = 0.9
   bn_per_step: bool = False
   remat: str = "none"
+  conv_init: str = "kaiming_fan_out"
+  dense_init: str = "lecun"
+  head_bias: bool = True
 
   def __post_init__(self):
     check_remat(self.remat)
@@ -296,7 +362,8 @@ class SpikingNet(nn.Module):
   def ops(self) -> Ops:
     return Ops(neuron=self.neuron, neuron_kwargs=tuple(sorted((self.neuron_kwargs or {}).items())),
                surrogate=self.surrogate, spiking=self.spiking, dtype=self.dtype,
-               bn_momentum=self.bn_momentum, bn_per_step=self.bn_per_step, remat=self.remat)
+               bn_momentum=self.bn_momentum, bn_per_step=self.bn_per_step, remat=self.remat,
+               conv_init=self.conv_init, dense_init=self.dense_init)
 
   def ch(self, channels: int) -> int:
     return scale_width(channels, self.width)

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from snnjax import layers
-from snnjax.models.common import HEAD_PREFIX, adaptive_avg_pool, conv_init
+from snnjax.models.common import HEAD_PREFIX, adaptive_avg_pool, conv_kernel_init, dense
 
 Array = jax.Array
 
@@ -50,11 +50,19 @@ class SurrogateHead(nn.Module):
       [1x1 conv to k, only if C > k]
       kC7s2 (pad 3) -> kC5s2 (pad 2) -> kC3s1 (pad 1)      H -> ceil(H/2) -> ceil(H/4)
       adaptive avg-pool to 2x2 -> flatten (4k)
-      FC ``hidden`` (no bias) -> BN1d -> LeakyReLU -> FC classes
+      FC ``hidden`` (with bias, as the reference code's nn.Linear) -> BN1d -> LeakyReLU
+      -> FC classes
 
-  Parameters at k=256, 10 classes: 5,971,466 for C=256, 4,365,834 for C=128
+  Parameters at k=256, 10 classes: 5,971,978 for C=256, 4,366,346 for C=128
   (the 7x7 conv, C k 49 weights, dominates); a C=512 input adds the reducer's
-  512 k + 2k = 131,584 to the C=256 count.
+  512 k + 2k = 131,584 to the C=256 count. ``hidden_bias=False`` drops the
+  FC512 bias (512 parameters; BN1d right after it makes it redundant, and
+  snnjax's heads had none before): 5,971,466 and 4,365,834.
+
+  Attributes:
+    num_classes, channels (k), hidden (512), dtype, bn_momentum: as above.
+    hidden_bias: the FC ``hidden`` layer has a bias.
+    conv_init, dense_init: see :class:`snnjax.models.common.Ops`.
   """
 
   num_classes: int
@@ -62,6 +70,9 @@ class SurrogateHead(nn.Module):
   hidden: int = 512
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
+  hidden_bias: bool = True
+  conv_init: str = "kaiming_fan_out"
+  dense_init: str = "lecun"
 
   @nn.compact
   def __call__(self, rate: Array, train: bool) -> Array:
@@ -76,7 +87,8 @@ class SurrogateHead(nn.Module):
     def conv_bn_act(x, kernel, stride, name):
       pad = kernel // 2
       x = nn.Conv(k, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                  use_bias=False, kernel_init=conv_init, dtype=self.dtype, name=f"{name}_conv")(x)
+                  use_bias=False, kernel_init=conv_kernel_init(self.conv_init), dtype=self.dtype,
+                  name=f"{name}_conv")(x)
       return leaky_relu(bn(f"{name}_bn")(x))
 
     x = rate.astype(self.dtype)
@@ -86,9 +98,11 @@ class SurrogateHead(nn.Module):
     x = conv_bn_act(x, 5, 2, "c5")
     x = conv_bn_act(x, 3, 1, "c3")
     x = adaptive_avg_pool(x, 2).reshape(x.shape[0], -1)
-    x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="fc1")(x)
+    x = dense(self.hidden, x, self.dense_init, use_bias=self.hidden_bias, dtype=self.dtype,
+              name="fc1")
     x = leaky_relu(bn("fc1_bn")(x))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x).astype(jnp.float32)
+    x = dense(self.num_classes, x, self.dense_init, dtype=self.dtype, name="fc2")
+    return x.astype(jnp.float32)
 
 
 def attach(net: Any, index: int, x: Array, train: bool) -> Array | None:
@@ -101,7 +115,9 @@ def attach(net: Any, index: int, x: Array, train: bool) -> Array | None:
   if index not in net.sml_heads or not (train or net.is_initializing()):
     return None
   head = SurrogateHead(net.num_classes, channels=net.head_channels, dtype=net.dtype,
-                       bn_momentum=net.bn_momentum, name=f"{HEAD_PREFIX}{index}")
+                       bn_momentum=net.bn_momentum, hidden_bias=net.head_bias,
+                       conv_init=net.conv_init, dense_init=net.dense_init,
+                       name=f"{HEAD_PREFIX}{index}")
   return head(layers.time_mean(x), train)
 
 
