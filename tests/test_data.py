@@ -548,7 +548,59 @@ def test_iterator_state_restores_exact_batches():
   _assert_same_batches(_take(threaded, 4), reference)
 
 
+def test_random_roll_is_circular_within_the_bound_and_the_same_for_every_frame():
+  rng = np.random.default_rng(3)
+  frames = rng.random((3, 9, 11, 2)).astype(np.float32)
+  shifts = set()
+  for _ in range(300):
+    out = augment.random_roll(frames, rng, 2)
+    assert out.shape == frames.shape and out.dtype == frames.dtype
+    found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+             if np.array_equal(out, np.roll(frames, (dy, dx), axis=(1, 2)))]
+    assert len(found) == 1  # one shift in [-2, 2]^2, applied to all T frames
+    shifts.add(found[0])
+  assert len(shifts) == 25  # every shift of the bound occurs, including the extremes
+  np.testing.assert_allclose(out.sum(axis=(1, 2)), frames.sum(axis=(1, 2)), rtol=1e-6)
+  assert augment.random_roll(frames, rng, 0) is frames
+
+
+def test_event_pipeline_applies_the_roll_in_training(tmp_path):
+  rng = np.random.default_rng(4)
+  _write_events(tmp_path / "events_np", 4, rng)
+  c = _config(source="events", folder=str(tmp_path), **{
+      "events.num_frames": 2, "events.sensor_size": (8, 8), "events.train_fraction": 0.5,
+      "augment.crop_padding": 0, "augment.flip": False})
+  common = dict(batch_size=6, seed=0, shard_index=0, shard_count=1, train=True)
+  plain = next(data.create_dataset(c, "train", **common))["image"]
+  c.augment.roll = 3
+  rolled = next(data.create_dataset(c, "train", **common))["image"]
+  assert not np.array_equal(plain, rolled)
+  for a, b in zip(plain, rolled):  # each example: some circular shift of its frames
+    assert any(np.array_equal(b, np.roll(a, (dy, dx), axis=(1, 2)))
+               for dy in range(-3, 4) for dx in range(-3, 4))
+
+
+def test_released_code_normalisation_constants():
+  """SML / SGS code: CIFAR-10 mean as the dataset's, std (0.2023, 0.1994, 0.2010)."""
+  info = data.sources.synthetic_source(4, (4, 4, 3), 10, 0, "train")
+  dataset = _config(source="tfds", name="cifar10")
+  released = _config(source="tfds", name="cifar10", normalization="released_code")
+  t_dataset, _ = data.pipeline.make_transform(dataset, info, train=False)
+  t_released, _ = data.pipeline.make_transform(released, info, train=False)
+  assert t_dataset.std == (0.2470, 0.2435, 0.2616)
+  assert t_released.std == (0.2023, 0.1994, 0.2010)
+  assert t_released.mean == t_dataset.mean == (0.4914, 0.4822, 0.4465)
+  explicit = _config(source="tfds", name="cifar10", normalization="released_code",
+                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+  assert data.pipeline.make_transform(explicit, info, train=False)[0].std == (0.25, 0.25, 0.25)
+  c100 = _config(source="tfds", name="cifar100", normalization="released_code")
+  assert data.pipeline.make_transform(c100, info, train=False)[0].std == (0.2675, 0.2565, 0.2761)
+
+
 @pytest.mark.parametrize("overrides, kwargs, message", [
+    ({"normalization": "imagenet"}, {}, "normalization='imagenet' unknown"),
+    ({"normalization": "released_code"}, {}, "no constants for fashion_mnist_idx"),
+    ({"augment.roll": -1}, {}, r"augment.roll=-1 must be an int >= 0"),
     ({"source": "mnist_csv"}, {}, "source='mnist_csv' unknown; allowed"),
     ({"source": "tfds", "name": "svhn"}, {}, "name='svhn' unsupported"),
     ({"augment.policy": "trivial"}, {}, "policy='trivial' unknown"),

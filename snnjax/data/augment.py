@@ -10,8 +10,10 @@ reproducible.
 
 Train recipes built from these (see :mod:`snnjax.data.pipeline`):
 
-    CIFAR / Fashion-MNIST:  pad_and_random_crop -> random_flip -> [autoaugment_cifar10 |
-                            randaugment] -> normalize -> [cutout]
+    CIFAR / Fashion-MNIST:  pad_and_random_crop -> random_flip -> [random_roll] ->
+                            [autoaugment_cifar10 | randaugment] -> normalize -> [cutout]
+    Event frames:           [resize] -> pad_and_random_crop -> random_flip -> [random_roll]
+                            -> [cutout]  (CIFAR10-DVS as the SML code: resize 48, flip, roll 5)
     ImageNet:               random_resized_crop -> random_flip -> normalize
     ImageNet eval:          resize_and_center_crop -> normalize
 """
@@ -48,6 +50,20 @@ def random_flip(image: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> 
   if rng.random() < p:
     return np.ascontiguousarray(image[..., ::-1, :])
   return image
+
+
+def random_roll(image: np.ndarray, rng: np.random.Generator, shift: int) -> np.ndarray:
+  """Circular shift of H and W by (dy, dx), each uniform in {-shift, ..., shift}.
+
+  Pixels pushed out of one side come back on the other (``np.roll`` /
+  ``torch.roll``), the same shift for every leading slice (all T frames).
+  The CIFAR10-DVS augmentation of the Surrogate Module Learning code uses
+  shift 5 after a random flip. Shape and dtype are kept.
+  """
+  if shift <= 0:
+    return image
+  dy, dx = rng.integers(-shift, shift + 1, size=2)
+  return np.roll(image, (int(dy), int(dx)), axis=(-3, -2))
 
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

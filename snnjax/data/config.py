@@ -19,15 +19,22 @@
                           centre crop. Events: resize the frames to S x S (sum pooling when the
                           sensor size is a multiple of S).
     eval_crop_fraction    centre-crop fraction of the eval transform (0.875: 256 -> 224).
-    mean, std             per-channel normalisation on the 0..1 scale; None = the dataset's
-                          (snnjax.data.sources.DATASETS; synthetic: 0.5, 1/sqrt(12)). Not
-                          used for events (frames stay event counts).
+    mean, std             per-channel normalisation on the 0..1 scale; None = from
+                          ``normalization``. Not used for events (frames stay event counts).
+    normalization         where mean/std come from when they are None: "dataset" (default:
+                          the train split's own statistics, snnjax.data.sources.DATASETS;
+                          synthetic: 0.5, 1/sqrt(12) for both) | "released_code" (the
+                          constants of the papers' released code, sources.RELEASED_CODE_STATS:
+                          CIFAR-10 std (0.2023, 0.1994, 0.2010)).
     augment.crop_padding  train: zero-pad by this many pixels and random-crop back (0 = off).
     augment.flip          train: random left-right flip with probability 1/2.
     augment.policy        train: "none" | "autoaugment_cifar10" | "randaugment" (images only).
     augment.randaugment_num_ops    RandAugment's N.
     augment.randaugment_magnitude  RandAugment's M on the 0..10 scale.
     augment.cutout        train: side of the Cutout square in pixels (0 = off).
+    augment.roll          train: circular shift of H and W by independent integers uniform in
+                          [-roll, roll] (torch.roll; the SML code's CIFAR10-DVS augmentation
+                          uses 5), after flip; 0 = off.
     augment.random_resized_crop    train with image_size > 0: Inception crop (else the eval
                           transform).
     augment.rrc_scale     (min, max) area fraction of the random resized crop.
@@ -58,6 +65,7 @@ from snnjax.data import events, idx, sources
 
 SOURCES = ("fashion_mnist_idx", "tfds", "events", "synthetic")
 POLICIES = ("none", "autoaugment_cifar10", "randaugment")
+NORMALIZATIONS = ("dataset", "released_code")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -77,9 +85,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_crop_fraction = 0.875
   c.mean = config_dict.placeholder(tuple)
   c.std = config_dict.placeholder(tuple)
+  c.normalization = "dataset"
   c.augment = ml_collections.ConfigDict(dict(
       crop_padding=4, flip=True, policy="none", randaugment_num_ops=2,
-      randaugment_magnitude=9.0, cutout=0, random_resized_crop=False,
+      randaugment_magnitude=9.0, cutout=0, roll=0, random_resized_crop=False,
       rrc_scale=(0.08, 1.0), rrc_ratio=(3 / 4, 4 / 3)))
   c.events = ml_collections.ConfigDict(dict(
       num_frames=16, split_by="number", sensor_size=(128, 128), train_fraction=0.9))
@@ -146,10 +155,21 @@ def validate_config(c: Mapping) -> None:
          f"equal length.")
   _check(c["std"] is None or all(v > 0 for v in c["std"]),
          f"config.data.std={c['std']!r} must be positive.")
+  _check(c["normalization"] in NORMALIZATIONS,
+         f"config.data.normalization={c['normalization']!r} unknown; allowed: {NORMALIZATIONS}.")
+  if (c["normalization"] == "released_code" and c["mean"] is None
+      and c["source"] in ("tfds", "fashion_mnist_idx")):
+    name = "fashion_mnist" if c["source"] == "fashion_mnist_idx" else c["name"]
+    _check(name in sources.RELEASED_CODE_STATS,
+           f"config.data.normalization='released_code' has no constants for "
+           f"{c['source']}/{name}; known: {sorted(sources.RELEASED_CODE_STATS)}. Use "
+           "'dataset' or set config.data.mean and .std.")
   _check(_is_int(a["crop_padding"]) and a["crop_padding"] >= 0,
          f"config.data.augment.crop_padding={a['crop_padding']!r} must be an int >= 0.")
   _check(_is_int(a["cutout"]) and a["cutout"] >= 0,
          f"config.data.augment.cutout={a['cutout']!r} must be an int >= 0.")
+  _check(_is_int(a["roll"]) and a["roll"] >= 0,
+         f"config.data.augment.roll={a['roll']!r} must be an int >= 0 (pixels).")
   _check(a["policy"] in POLICIES,
          f"config.data.augment.policy={a['policy']!r} unknown; allowed: {POLICIES}.")
   _check(a["policy"] == "none" or c["source"] != "events",

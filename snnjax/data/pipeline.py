@@ -59,8 +59,9 @@ class ImageTransform:
   """uint8 [H, W, C] image -> normalised float32 [H', W', C].
 
   Train (``train=True``), in order: size (random_resized_crop to image_size, or
-  the eval sizing) -> pad_and_random_crop(crop_padding) -> random_flip -> policy
-  (autoaugment_cifar10 | randaugment) -> normalize(mean, std) -> cutout.
+  the eval sizing) -> pad_and_random_crop(crop_padding) -> random_flip ->
+  random_roll(roll) -> policy (autoaugment_cifar10 | randaugment) ->
+  normalize(mean, std) -> cutout.
   Eval: resize_and_center_crop to image_size (if > 0) -> normalize.
   See :mod:`snnjax.data.augment` for each step.
   """
@@ -79,6 +80,7 @@ class ImageTransform:
   randaugment_num_ops: int = 2
   randaugment_magnitude: float = 9.0
   cutout: int = 0
+  roll: int = 0
 
   def __call__(self, example: Mapping, rng: np.random.Generator | None = None) -> dict:
     image = np.asarray(example["image"])
@@ -94,6 +96,7 @@ class ImageTransform:
     image = augment.pad_and_random_crop(image, rng, self.crop_padding)
     if self.flip:
       image = augment.random_flip(image, rng)
+    image = augment.random_roll(image, rng, self.roll)
     if self.policy == "autoaugment_cifar10":
       image = augment.autoaugment_cifar10(image, rng)
     elif self.policy == "randaugment":
@@ -108,7 +111,8 @@ class EventTransform:
 
   :func:`events.integrate_events` on the sensor grid, resize to image_size x
   image_size (if > 0, :func:`events.resize_frames`), then in training
-  pad_and_random_crop, random_flip and cutout, identical for all T frames.
+  pad_and_random_crop, random_flip, random_roll and cutout, identical for all
+  T frames.
   """
 
   train: bool
@@ -119,6 +123,7 @@ class EventTransform:
   crop_padding: int = 0
   flip: bool = False
   cutout: int = 0
+  roll: int = 0
 
   def __call__(self, example: Mapping, rng: np.random.Generator | None = None) -> dict:
     frames = events.integrate_events(
@@ -130,6 +135,7 @@ class EventTransform:
       frames = augment.pad_and_random_crop(frames, rng, self.crop_padding)
       if self.flip:
         frames = augment.random_flip(frames, rng)
+      frames = augment.random_roll(frames, rng, self.roll)
       frames = augment.cutout(frames, rng, self.cutout)
     return _output(frames, example)
 
@@ -319,7 +325,8 @@ def _mean_std(c: Mapping, channels: int) -> tuple[tuple[float, ...], tuple[float
   elif c.source == "synthetic":
     mean, std = (0.5,), (1 / math.sqrt(12),)
   else:
-    stats = sources.DATASETS["fashion_mnist" if c.source == "fashion_mnist_idx" else c.name]
+    table = sources.RELEASED_CODE_STATS if c.normalization == "released_code" else sources.DATASETS
+    stats = table["fashion_mnist" if c.source == "fashion_mnist_idx" else c.name]
     mean, std = stats["mean"], stats["std"]
   if len(mean) not in (1, channels):
     raise ValueError(f"config.data.mean={mean} has {len(mean)} values for {channels} channels.")
@@ -336,7 +343,7 @@ def make_transform(data_config: Mapping, info: sources.SourceInfo,
     transform = EventTransform(
         train=train, num_frames=e.num_frames, sensor_size=tuple(e.sensor_size),
         split_by=e.split_by, image_size=size, crop_padding=a.crop_padding, flip=a.flip,
-        cutout=a.cutout)
+        cutout=a.cutout, roll=a.roll)
     h, w = (size, size) if size else tuple(e.sensor_size)
     return transform, (e.num_frames, h, w, 2)
   if size:
@@ -355,7 +362,7 @@ def make_transform(data_config: Mapping, info: sources.SourceInfo,
       random_resized_crop=a.random_resized_crop, rrc_scale=tuple(a.rrc_scale),
       rrc_ratio=tuple(a.rrc_ratio), crop_padding=a.crop_padding, flip=a.flip, policy=a.policy,
       randaugment_num_ops=a.randaugment_num_ops,
-      randaugment_magnitude=a.randaugment_magnitude, cutout=a.cutout)
+      randaugment_magnitude=a.randaugment_magnitude, cutout=a.cutout, roll=a.roll)
   return transform, tuple(shape)
 
 

@@ -26,6 +26,18 @@ DATASETS = {
     "imagenet2012": dict(num_classes=1000, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
 }
 
+#: Normalisation constants of the papers' released code where they differ from :data:`DATASETS`
+#: (``config.data.normalization="released_code"``). CIFAR-10's std (0.2023, 0.1994, 0.2010) is
+#: the widely copied one of public PyTorch CIFAR code, used by the released code of Surrogate
+#: Module Learning and of surrogate gradient scaling (the true train-split std is
+#: (0.2470, 0.2435, 0.2616)); CIFAR-100's are the SML code's. ImageNet's are the usual ones,
+#: the same in both tables.
+RELEASED_CODE_STATS = {
+    "cifar10": dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010)),
+    "cifar100": dict(mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761)),
+    "imagenet2012": dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+}
+
 #: Datasets readable through :func:`tfds_source`.
 TFDS_NAMES = tuple(DATASETS)
 
