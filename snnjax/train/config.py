@@ -19,11 +19,17 @@ is compiled.
     model.remat             "none" | "block" | "neuron": rematerialise (jax.checkpoint) each
                             block, or each neuron's time scan, in the backward pass: less
                             activation memory for ~25% more step time (benchmarks/memory_vs_T.py).
+    model.conv_init         "kaiming_fan_out" (default) | "torch": conv weight init
+                            (snnjax.models.common.Ops).
+    model.dense_init        "lecun" (default, Flax's) | "torch" (PyTorch's nn.Linear default,
+                            weights and biases U(+-1/sqrt(fan_in))).
     model.options           model-specific arguments (stem, depth, form, ann, ...).
     data                    see snnjax.data.config (source, folder, augmentation, ...).
     sml.enabled             train with Surrogate Module Learning heads and the SML loss.
     sml.heads               1-based block indices each followed by a surrogate module.
     sml.head_channels       k, channels of the surrogate modules.
+    sml.head_bias           the heads' FC512 has a bias (True, as the SML reference code; runs
+                            saved before the key existed resume with False).
     sml.alpha, .lam, .temperature   the SML loss (snnjax.losses.sml_loss).
     loss.name               "ce" | "tet": the loss without SML (with SML, the SML loss).
     loss.tet_lam            TET's MSE weight.
@@ -33,6 +39,11 @@ is compiled.
     optimizer.name          "adamw" | "adam" | "sgd".
     optimizer.learning_rate, .weight_decay, .b1, .b2, .momentum, .nesterov, .clip_norm (0 = off)
     optimizer.schedule      "cosine" | "constant", after ``warmup_epochs`` of linear warmup.
+    optimizer.schedule_unit "step" (default: the cosine moves every step) | "epoch" (constant
+                            within an epoch, as PyTorch's CosineAnnealingLR stepped per epoch).
+    optimizer.decay_all     weight decay on every parameter (True, as torch.optim.AdamW over
+                            model.parameters()) or, by default (False), on kernels only
+                            (not biases, BN scales and offsets, PLIF's w).
     batch_size              global batch, over all devices and processes.
     num_epochs              training length in epochs (may be fractional).
     max_steps               if > 0, stop after this many steps (the schedule still spans num_epochs).
@@ -69,15 +80,18 @@ def base_config() -> ml_collections.ConfigDict:
       name="vgg_small", T=4, neuron="lif", tau=2.0,
       decay_input=False, v_threshold=1.0, v_reset=0.0, reset="hard", detach_reset=False,
       surrogate="atan(alpha=2.0)", width=1.0, dtype="float32", bn_momentum=0.9,
-      remat="none", options=ml_collections.ConfigDict()))
+      remat="none", conv_init="kaiming_fan_out", dense_init="lecun",
+      options=ml_collections.ConfigDict()))
   c.data = data.default_config()
   c.sml = ml_collections.ConfigDict(dict(
-      enabled=False, heads=(), head_channels=256, alpha=0.5, lam=0.9, temperature=3.0))
+      enabled=False, heads=(), head_channels=256, head_bias=True, alpha=0.5, lam=0.9,
+      temperature=3.0))
   c.loss = ml_collections.ConfigDict(dict(name="ce", tet_lam=1e-3, lipschitz_weight=0.0))
   c.estimator = estimators.default_config()
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-3, weight_decay=0.0, b1=0.9, b2=0.999, momentum=0.9,
-      nesterov=False, clip_norm=0.0, schedule="cosine", warmup_epochs=0.0))
+      nesterov=False, clip_norm=0.0, schedule="cosine", schedule_unit="step",
+      warmup_epochs=0.0, decay_all=False))
   c.batch_size = 128
   c.num_epochs = 1.0
   c.max_steps = 0
@@ -114,9 +128,10 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
   return models.create(
       m.name, num_classes=num_classes, T=m.T,
       sml_heads=tuple(config.sml.heads) if config.sml.enabled else (),
-      head_channels=config.sml.head_channels, neuron=m.neuron, neuron_kwargs=neuron_kwargs(m),
-      surrogate=m.surrogate, width=m.width, dtype=DTYPES[m.dtype], bn_momentum=m.bn_momentum,
-      remat=m.remat, **m.options.to_dict())
+      head_channels=config.sml.head_channels, head_bias=config.sml.head_bias, neuron=m.neuron,
+      neuron_kwargs=neuron_kwargs(m), surrogate=m.surrogate, width=m.width,
+      dtype=DTYPES[m.dtype], bn_momentum=m.bn_momentum, remat=m.remat,
+      conv_init=m.conv_init, dense_init=m.dense_init, **m.options.to_dict())
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -127,6 +142,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.loss.name, steps.LOSSES, "loss.name")
   _choice(config.optimizer.name, optim.OPTIMIZERS, "optimizer.name")
   _choice(config.optimizer.schedule, optim.SCHEDULES, "optimizer.schedule")
+  _choice(config.optimizer.schedule_unit, optim.SCHEDULE_UNITS, "optimizer.schedule_unit")
   _positive(config.optimizer.learning_rate, "optimizer.learning_rate")
   _positive(config.optimizer.weight_decay, "optimizer.weight_decay", strict=False)
   _positive(config.loss.lipschitz_weight, "loss.lipschitz_weight", strict=False)
@@ -161,16 +177,26 @@ def _tuples(value):
   return value
 
 
+#: Keys added to the schema whose default differs from what runs made before them did:
+#: a saved config without the key takes this value, so it still means what it meant.
+LEGACY_VALUES = {("sml", "head_bias"): False}
+
+
 def load_saved_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   """The resolved config a run saved as WORKDIR/config.json, over today's defaults.
 
-  Keys added to the schema after the run was made take their defaults.
+  Keys added to the schema after the run was made take their defaults, or
+  their :data:`LEGACY_VALUES` where the default would change the run.
   """
   path = workdir / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found: --workdir must be a folder that train.py wrote.")
+  saved = _tuples(json.loads(path.read_text()))
   config = base_config()
-  config.update(_tuples(json.loads(path.read_text())))
+  config.update(saved)
+  for (group, key), value in LEGACY_VALUES.items():
+    if isinstance(saved.get(group), dict) and key not in saved[group]:
+      config[group][key] = value
   return config
 
 
