@@ -117,7 +117,9 @@ class SpikingNeuron(nn.Module):
   """Settings every neuron module shares (a base class, not a neuron).
 
   Attributes:
-    v_threshold: firing threshold. v_reset: reset and resting potential.
+    v_threshold: firing threshold; a surrogate-gradient-scaling (SGS) surrogate
+      takes it (an explicit, different threshold in its spec is a ValueError).
+    v_reset: reset and resting potential.
     reset: "hard" | "soft". detach_reset: no gradient through the reset.
     surrogate: a surrogate, its name or spec string, or a {"name": ...} mapping.
     unroll: ``jax.lax.scan`` unrolling of the time loop (True: fully, which lets

@@ -12,7 +12,8 @@ is compiled.
     model.neuron            "lif" | "if" | "plif".
     model.tau, .decay_input  LIF/PLIF leak (time steps) and input decay (not used by IF).
     model.v_threshold, .v_reset, .reset, .detach_reset   neuron settings (snnjax.neurons).
-    model.surrogate         spec string, e.g. "atan(alpha=2)", "sgs(base=rectangle, delta=0.5)".
+    model.surrogate         spec string, e.g. "atan(alpha=2)", "sgs(base=rectangle, delta=0.5)";
+                            SGS takes model.v_threshold (a v_threshold in its spec must equal it).
     model.width             width multiplier of the SNN layers.
     model.dtype             compute dtype: "float32" | "bfloat16" (parameters stay float32).
     model.bn_momentum       BatchNorm running-average momentum.
