@@ -32,7 +32,7 @@ h = v - (v - v_reset)/tau + x (decay_input=False), s = H(h - v_th), hard reset.
 SML heads (snnjax.models.surrogate_module.SurrogateHead) on the firing rate
 mean_t x_l of block l, k = head_channels: [1x1 conv to k if C > k] ->
 kC7s2 -> kC5s2 -> kC3s1 (each conv - BN - LeakyReLU(0.01)) -> adaptive avg-pool
-2x2 -> FC 512 (no bias) - BN1d - LeakyReLU -> FC classes. Train mode only.
+2x2 -> FC 512 (bias if sml.head_bias) - BN1d - LeakyReLU -> FC classes. Train mode only.
 
 Loss (snnjax.losses.sml_loss), N heads with logits y_i, SNN logits y_c:
 L_C = (CE(y_c) + alpha sum_i CE(y_i)) / (1 + N alpha),
@@ -357,7 +357,7 @@ def build_net(recipe: dict[str, Any]):
   class SurrogateHead(nn.Module):
     """SML head on a rate map [B, C, H, W] -> logits [B, classes] (see the module docstring)."""
 
-    def __init__(self, cin: int, k: int, classes: int, hidden: int = 512):
+    def __init__(self, cin: int, k: int, classes: int, hidden: int = 512, bias: bool = True):
       super().__init__()
 
       def conv_bn_act(cin, kernel, stride):
@@ -368,7 +368,7 @@ def build_net(recipe: dict[str, Any]):
       self.body = nn.Sequential(
           *reduce, *conv_bn_act(k if reduce else cin, 7, 2), *conv_bn_act(k, 5, 2),
           *conv_bn_act(k, 3, 1), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-          nn.Linear(4 * k, hidden, bias=False), nn.BatchNorm1d(hidden, eps=1e-5,
+          nn.Linear(4 * k, hidden, bias=bias), nn.BatchNorm1d(hidden, eps=1e-5,
                                                                momentum=bn_momentum),
           nn.LeakyReLU(0.01), nn.Linear(hidden, classes))
 
@@ -394,7 +394,8 @@ def build_net(recipe: dict[str, Any]):
         size = (size - 1) // stride + 1
         size = size // 2 if pool else size
         if l in heads:
-          self.heads[str(l)] = SurrogateHead(cout, c["sml"]["head_channels"], d["num_classes"])
+          self.heads[str(l)] = SurrogateHead(cout, c["sml"]["head_channels"], d["num_classes"],
+                                             bias=c["sml"].get("head_bias", True))
         cin = cout
       self.readout = (layer.AdaptiveAvgPool2d(m["pool_to"], step_mode="m") if m["pool_to"]
                       else nn.Identity())
