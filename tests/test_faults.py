@@ -108,3 +108,30 @@ def test_fresh_start_moves_old_records_aside_loudly(tmp_path, caplog):
   assert not (tmp_path / "metrics.jsonl").read_text()
   kept = list(tmp_path.glob("metrics.*.jsonl"))
   assert len(kept) == 1 and _read(kept[0])[0]["step"] == 10
+
+
+# --- Stop requests ------------------------------------------------------------------------------
+
+
+def test_sigint_requests_a_stop_and_a_second_one_interrupts():
+  import signal
+  from snnjax.train import preemption
+  previous = signal.getsignal(signal.SIGINT)
+  with preemption.StopRequests(multi_process=False) as stop:
+    assert not stop.reached(1)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.reached(2) and stop.signal_name == "SIGINT"
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_sigterm_is_caught_only_inside_the_context():
+  import signal
+  from snnjax.train import preemption
+  previous = signal.getsignal(signal.SIGTERM)
+  with preemption.StopRequests(multi_process=False) as stop:
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.reached(1) and stop.signal_name == "SIGTERM"
+    os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM is ignored while saving
+  assert signal.getsignal(signal.SIGTERM) is previous
