@@ -11,6 +11,7 @@ LIF tau=2 without input decay, cosine learning-rate decay, batch 128.
 import ml_collections
 
 from snnjax import estimators
+from snnjax.train import recipes
 from snnjax.train.config import base_config
 
 
@@ -23,8 +24,7 @@ def get_config():
   c.model.reset = "soft"
   c.model.surrogate = f"gsg_tanh(beta={estimators.GSG_BETA_MIN})"
   c.sml.enabled = False
-  c.data.source = "tfds"
-  c.data.name = "cifar10"
+  recipes.cifar_data(c, "cifar10")
   c.data.augment.update(dict(crop_padding=4, flip=True))
   c.optimizer.update(dict(name="adam", learning_rate=1e-3, weight_decay=1e-4,
                           schedule="cosine", warmup_epochs=0.0))

@@ -1,15 +1,24 @@
 """The ``config.data`` block: defaults, documentation of every key, validation.
 
-    source                "fashion_mnist_idx" | "tfds" | "events" | "synthetic"
-    name                  tfds dataset when source="tfds": "fashion_mnist" | "cifar10" |
-                          "cifar100" | "imagenet2012"; also picks the default mean/std.
-                          Ignored by the other sources.
-    folder                fashion_mnist_idx: folder of the IDX files; events: dataset root
-                          (SpikingJelly's events_np layout, see snnjax.data.events).
+    source                "fashion_mnist_idx" | "cifar_python" | "tfds" | "events" |
+                          "synthetic". cifar_python reads CIFAR-10/100's official python-version
+                          files (cifar-10-python.tar.gz / cifar-100-python.tar.gz from
+                          https://www.cs.toronto.edu/~kriz/cifar.html, or the folders they
+                          extract to) without TensorFlow; see snnjax.data.cifar.
+    name                  the dataset: tfds: "fashion_mnist" | "cifar10" | "cifar100" |
+                          "imagenet2012"; cifar_python: "cifar10" | "cifar100". Also picks the
+                          default mean/std. Ignored by the other sources.
+    folder                fashion_mnist_idx: folder of the IDX files; cifar_python: the tarball,
+                          its extracted folder (cifar-10-batches-py/, cifar-100-python/) or a
+                          folder holding either, "~" expanded (the CIFAR configs default to
+                          ~/data/cifar-10-python.tar.gz, ~/data/cifar-100-python.tar.gz);
+                          events: dataset root (SpikingJelly's events_np layout, see
+                          snnjax.data.events).
     data_dir              tfds data folder ("" = tfds's default, $TFDS_DATA_DIR or
                           ~/tensorflow_datasets). The dataset must be prepared there in the
                           ArrayRecord format; nothing is downloaded.
-    train_split           split name used for training (read by the training loop).
+    train_split           split name used for training (read by the training loop); "NAME" or
+                          tfds's "NAME[start:stop]" (fashion_mnist_idx, cifar_python, tfds).
     eval_split            split name used for evaluation (read by the training loop).
     num_classes           0 = take it from the source; > 0 must match the source (synthetic:
                           the number of classes to draw, 0 = 10).
@@ -61,9 +70,9 @@ from collections.abc import Mapping
 import ml_collections
 from ml_collections import config_dict
 
-from snnjax.data import events, idx, sources
+from snnjax.data import cifar, events, idx, sources
 
-SOURCES = ("fashion_mnist_idx", "tfds", "events", "synthetic")
+SOURCES = ("fashion_mnist_idx", "cifar_python", "tfds", "events", "synthetic")
 POLICIES = ("none", "autoaugment_cifar10", "randaugment")
 NORMALIZATIONS = ("dataset", "released_code")
 
@@ -140,6 +149,13 @@ def validate_config(c: Mapping) -> None:
            f"{sources.TFDS_NAMES}.")
     _check(c["name"] != "imagenet2012" or c["image_size"] > 0,
            "imagenet2012 images vary in size: set config.data.image_size (e.g. 224).")
+  if c["source"] == "cifar_python":
+    _check(c["name"] in sources.CIFAR_NAMES,
+           f"config.data.name={c['name']!r} unsupported for source 'cifar_python'; allowed: "
+           f"{sources.CIFAR_NAMES} (ImageNet and Fashion-MNIST have their own sources).")
+    _check(isinstance(c["folder"], str) and c["folder"] != "",
+           "config.data.folder must name the CIFAR tarball or its extracted folder, e.g. "
+           f"{cifar.DEFAULT_PATHS['cifar10']!r} (download from {cifar.DOWNLOAD_URL}).")
   _check(_is_int(c["num_classes"]) and c["num_classes"] >= 0,
          f"config.data.num_classes={c['num_classes']!r} must be an int >= 0 (0 = from the source).")
   _check(_is_int(c["image_size"]) and c["image_size"] >= 0,
@@ -158,7 +174,7 @@ def validate_config(c: Mapping) -> None:
   _check(c["normalization"] in NORMALIZATIONS,
          f"config.data.normalization={c['normalization']!r} unknown; allowed: {NORMALIZATIONS}.")
   if (c["normalization"] == "released_code" and c["mean"] is None
-      and c["source"] in ("tfds", "fashion_mnist_idx")):
+      and c["source"] in ("tfds", "cifar_python", "fashion_mnist_idx")):
     name = "fashion_mnist" if c["source"] == "fashion_mnist_idx" else c["name"]
     _check(name in sources.RELEASED_CODE_STATS,
            f"config.data.normalization='released_code' has no constants for "

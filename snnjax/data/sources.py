@@ -1,4 +1,5 @@
-"""Random-access data sources: local IDX, tensorflow-datasets, synthetic, events.
+"""Random-access data sources: local IDX, CIFAR python files, tensorflow-datasets, synthetic,
+events.
 
 A source is anything with ``__len__`` and ``__getitem__(i) -> dict`` (grain's
 random-access protocol). Image sources give ``{"image": uint8 [H, W, C],
@@ -15,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from snnjax.data import events, idx
+from snnjax.data import cifar, events, idx
 
 #: Known datasets: number of classes, mean and std per channel on the 0..1 scale (train split).
 DATASETS = {
@@ -41,6 +42,9 @@ RELEASED_CODE_STATS = {
 #: Datasets readable through :func:`tfds_source`.
 TFDS_NAMES = tuple(DATASETS)
 
+#: Datasets readable through :func:`cifar_python_source` (keys of :data:`DATASETS` too).
+CIFAR_NAMES = tuple(cifar.LAYOUTS)
+
 
 @dataclasses.dataclass(frozen=True)
 class SourceInfo:
@@ -52,12 +56,14 @@ class SourceInfo:
     image_shape: per-example [H, W, C] as stored, None for a size that varies
       (e.g. (None, None, 3) for ImageNet); None as a whole for event streams.
     kind: "image" (uint8 images) or "events" (raw event streams).
+    class_names: the class names in label order where the source knows them, else None.
   """
 
   data: object
   num_classes: int
   image_shape: tuple[int, ...] | None
   kind: str = "image"
+  class_names: tuple[str, ...] | None = None
 
 
 class ArraySource:
@@ -97,6 +103,20 @@ def fashion_mnist_idx_source(folder: str = idx.FASHION_MNIST_FOLDER,
   images, labels = idx.load_fashion_mnist(folder, name)
   return SourceInfo(ArraySource(images[rows], labels[rows]), num_classes=10,
                     image_shape=(28, 28, 1))
+
+
+def cifar_python_source(path: str, name: str = "cifar10", split: str = "train") -> SourceInfo:
+  """CIFAR-10/100 from the official python-version files (see :func:`cifar.load_cifar`).
+
+  ``path`` is the tarball, its extracted folder, or a folder holding either;
+  ``split`` may take a slice as in tfds, e.g. "test[:1000]".
+  """
+  if name not in CIFAR_NAMES:
+    raise ValueError(f"CIFAR dataset {name!r} unknown; allowed: {CIFAR_NAMES}.")
+  split_name, rows = parse_split(split)
+  images, labels, class_names = cifar.load_cifar(path, name, split_name)
+  return SourceInfo(ArraySource(images[rows], labels[rows]), num_classes=len(class_names),
+                    image_shape=(32, 32, 3), class_names=class_names)
 
 
 class SyntheticSource:
