@@ -212,7 +212,7 @@ def main(argv=None) -> int:
   noises = {k: v for k, v in (("gaussian", args.gaussian), ("salt_pepper", args.salt_pepper)) if v}
   def title(result):
     c = result["config"]
-    dataset = c.data.name if c.data.source == "tfds" else c.data.source
+    dataset = c.data.name if c.data.source in ("tfds", "cifar_python") else c.data.source
     return (f"Accuracy under input noise: {c.model.name} on {dataset}, "
             f"checkpoint step {result['step']}")
 
