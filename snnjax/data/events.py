@@ -43,14 +43,22 @@ _FIX = "re-create it from the original dataset file, or delete it"
 def frame_indices(t: np.ndarray, num_frames: int, split_by: str = "number") -> np.ndarray:
   """Frame index in [0, T) of every event, T = ``num_frames``; events in time order.
 
-  split_by="number" (SpikingJelly's ``integrate_events_by_fixed_frames_number``
-  with split_by='number'): with N events and d = N // T, frame k holds events
+  Both rules are SpikingJelly 2.0's ``cal_fixed_frames_number_segment_index``
+  (used by ``integrate_events_by_fixed_frames_number`` and by its datasets'
+  ``data_type='frame'`` with ``frames_number``), tests/test_event_framing.py.
+
+  split_by="number": with N events and d = N // T, frame k holds events
   [k d, (k + 1) d) for k < T - 1 and the last frame holds [(T - 1) d, N), i.e.
   also the N mod T leftovers. If N < T all events land in the last frame.
 
-  split_by="time": equal time windows over [t_0, t_{N-1}]: frame
-  k = min(floor(T (t - t_0) / (t_{N-1} - t_0)), T - 1); all events in frame 0
-  when the stream has a single timestamp.
+  split_by="time": windows of the floored length dt = (t_{N-1} - t_0) // T
+  (in t's own unit and dtype): frame k < T - 1 holds the events with
+  t_0 + k dt <= t < t_0 + (k + 1) dt, and the last frame every event with
+  t >= t_0 + (T - 1) dt, i.e. also the remainder of the span. Where
+  SpikingJelly raises (a window without events, or dt == 0) snnjax gives empty
+  frames; if dt == 0 (span shorter than T units) it splits the span
+  proportionally, k = min(floor(T (t - t_0) / span), T - 1), and puts all
+  events in frame 0 when the stream has a single timestamp.
   """
   n = t.shape[0]
   if split_by == "number":
@@ -61,7 +69,12 @@ def frame_indices(t: np.ndarray, num_frames: int, split_by: str = "number") -> n
   if split_by == "time":
     if n == 0:
       return np.zeros(0, np.int64)
-    t0, span = t[0], float(t[-1] - t[0])
+    t0 = t[0]
+    dt = (t[-1] - t0) // num_frames
+    if dt > 0:
+      starts = t0 + dt * np.arange(1, num_frames).astype(t.dtype)
+      return np.searchsorted(starts, t, side="right").astype(np.int64)
+    span = float(t[-1] - t0)
     if span <= 0:
       return np.zeros(n, np.int64)
     k = np.floor((t - t0).astype(np.float64) * (num_frames / span)).astype(np.int64)
@@ -131,13 +144,16 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def split_files(files: Sequence[str], split: str, train_fraction: float) -> list[str]:
-  """Deterministic per-class split: the first round(n * train_fraction) files (sorted) are "train".
+  """Deterministic per-class split: the first ceil(n * train_fraction) files (sorted) are "train".
 
-  Any other split name gets the rest ("test"). SpikingJelly's CIFAR10-DVS
-  experiments use train_fraction = 0.9.
+  Any other split name gets the rest ("test"). This is SpikingJelly 2.0's
+  ``split_to_train_test_set(train_fraction, dataset, num_classes,
+  random_split=False)`` on a class's files in sorted name order (its
+  ``math.ceil``, not rounding); its CIFAR10-DVS experiments use
+  train_fraction = 0.9.
   """
   files = sorted(files)
-  cut = int(round(len(files) * train_fraction))
+  cut = int(np.ceil(len(files) * train_fraction))
   return files[:cut] if split == "train" else files[cut:]
 
 
