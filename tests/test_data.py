@@ -212,12 +212,18 @@ def test_integrate_events_counts_polarity_and_boundaries():
   few = events.integrate_events([0, 1], [0, 1], [0, 1], [0, 1], num_frames=3, height=2, width=2)
   np.testing.assert_array_equal(few.sum(axis=(1, 2, 3)), [0, 0, 2])
 
-  # Equal time windows: t = 0..99 in 4 frames -> 25 events each; unsorted input is sorted.
+  # Time windows of floor(99 / 4) = 24 (SpikingJelly's rule), the last one longer; unsorted
+  # input is sorted first.
   order = rng.permutation(100)
   by_time = events.integrate_events(np.arange(100)[order], np.zeros(100, int)[order],
                                     np.zeros(100, int)[order], (np.arange(100) >= 50)[order],
                                     num_frames=4, height=1, width=1, split_by="time")
-  np.testing.assert_array_equal(by_time[:, 0, 0, :], [[25, 0], [25, 0], [0, 25], [0, 25]])
+  np.testing.assert_array_equal(by_time[:, 0, 0, :], [[24, 0], [24, 0], [2, 22], [0, 28]])
+  unsigned = events.integrate_events(np.arange(100, dtype=np.uint32)[order],
+                                     np.zeros(100, int), np.zeros(100, int),
+                                     (np.arange(100) >= 50)[order], num_frames=4, height=1,
+                                     width=1, split_by="time")
+  np.testing.assert_array_equal(unsigned, by_time)  # unsigned t (AEDAT files) is sorted too
 
   with pytest.raises(ValueError, match="outside the 6x5 sensor"):
     events.integrate_events([0], [5], [0], [1], num_frames=1, height=6, width=5)

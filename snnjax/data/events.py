@@ -104,7 +104,7 @@ def integrate_events(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
   if t.size and (x.min() < 0 or x.max() >= width or y.min() < 0 or y.max() >= height):
     raise ValueError(f"events outside the {height}x{width} sensor: x in [{x.min()}, {x.max()}], "
                      f"y in [{y.min()}, {y.max()}]; set the sensor size (H, W) to match the data.")
-  if t.size > 1 and np.any(np.diff(t) < 0):
+  if t.size > 1 and np.any(t[1:] < t[:-1]):  # not np.diff: it wraps around for unsigned t
     order = np.argsort(t, kind="stable")
     t, x, y, p = t[order], x[order], y[order], p[order]
   k = frame_indices(t, num_frames, split_by)
