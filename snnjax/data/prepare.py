@@ -36,6 +36,7 @@ import concurrent.futures
 import dataclasses
 import glob
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -206,7 +207,9 @@ def _check_out(out: str, dataset: str) -> bool:
 
 def _run(jobs: list[Job], dataset: str, partial: str, workers: int) -> Iterator[tuple[str, str]]:
   """Converts ``jobs`` on ``workers`` processes with a progress bar; yields (file, error)."""
-  with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+  # spawn, not fork: importing snnjax starts JAX's threads, which a fork cannot copy safely.
+  context = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
     futures = [pool.submit(convert, dataset, job, partial) for job in jobs]
     with tqdm(total=len(futures), unit="file", desc=f"prepare {dataset}") as bar:
       for future in concurrent.futures.as_completed(futures):
