@@ -12,56 +12,19 @@ channel 1 = p == 1) is snnjax's [T, H, W, 2] with the same channel order.
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
 
 from snnjax.data import events
-
-# spikingjelly.datasets imports these at module level (downloads, image
-# transforms, other datasets); nothing compared here uses them.
-_OPTIONAL = ("torchvision", "torchvision.transforms", "torchvision.datasets",
-             "torchvision.datasets.utils", "torchaudio", "h5py")
-
-
-def _stub_module(name):
-  """A package whose every attribute is a class that raises when instantiated."""
-  mod = types.ModuleType(name)
-  mod.__path__ = []
-
-  def getattr_(attr):
-    if attr.startswith("__"):
-      raise AttributeError(attr)
-
-    def unavailable(*args, **kwargs):
-      raise RuntimeError(f"{name}.{attr} is a test stub ({name} is not installed).")
-    return type(attr, (), {"__init__": unavailable})
-  mod.__getattr__ = getattr_
-  return mod
+from test_raw_events import sj  # noqa: F401  # the fixture: SpikingJelly's dataset modules
 
 
 @pytest.fixture(scope="module")
-def sj_utils():
-  """``spikingjelly.datasets.utils``, imported once with stubs for absent optional packages."""
-  pytest.importorskip("spikingjelly")
-  pytest.importorskip("torch")
-  stubbed = []
-  for name in _OPTIONAL:
-    try:
-      importlib.import_module(name)
-    except ImportError:
-      sys.modules[name] = _stub_module(name)
-      stubbed.append(name)
-  try:
-    from spikingjelly.datasets import utils
-  finally:
-    for name in stubbed:
-      del sys.modules[name]
-  return utils
+def sj_utils(sj):  # pylint: disable=redefined-outer-name
+  """``spikingjelly.datasets.utils`` (imported with stubs for absent optional packages)."""
+  return sj["utils"]
 
 
 def random_stream(n, height, width, seed, span=None, t_dtype=np.int64):
