@@ -319,8 +319,11 @@ def case_sigkill(h: Harness, seed: int) -> Row:
 def _mount_tmpfs(path: pathlib.Path, size_mb: int) -> str | None:
   """Mounts a tmpfs at ``path``; returns why not, or None on success."""
   path.mkdir(parents=True, exist_ok=True)
-  result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+  try:
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs",
+                             str(path)], capture_output=True, text=True)
+  except OSError as e:  # no mount program
+    return str(e)
   return None if result.returncode == 0 else (result.stderr.strip() or "mount failed")
 
 
