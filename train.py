@@ -104,8 +104,6 @@ def main(argv):
   del argv
   from snnjax.models import common
   config = load_config()
-  if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
-    fail(f"--workdir {_WORKDIR.value} exists but is not a directory; choose another --workdir.")
   remat = config.model.remat
   os.environ["XLA_FLAGS"] = common.xla_flags_for_remat(os.environ.get("XLA_FLAGS", ""), remat,
                                                        cpu_only=jax_uses_cpu_only())

@@ -139,6 +139,14 @@ class Harness:
     process.wait(timeout=timeout)
     return process.returncode, log.read_text()
 
+  def copy_of_reference(self, name: str) -> pathlib.Path:
+    """ROOT/<name>: a copy of the finished uninterrupted run's workdir (without its lock)."""
+    self.reference()
+    workdir = self.root / name
+    shutil.copytree(self.root / "reference", workdir, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("lock"))
+    return workdir
+
   def reference(self) -> dict:
     """The uninterrupted run's final state (trained once per harness)."""
     if self._reference is None:
@@ -407,10 +415,7 @@ def case_two_writers(h: Harness) -> Row:
 
 
 def case_config_change(h: Harness) -> Row:
-  h.reference()
-  workdir = h.root / "config_change"
-  shutil.copytree(h.root / "reference", workdir, dirs_exist_ok=True,
-                  ignore=shutil.ignore_patterns("lock"))
+  workdir = h.copy_of_reference("config_change")
   before = (workdir / "config.json").read_bytes()
   changed = {"model.T": 4, "model.neuron": "if", "max_steps": h.preset.steps + 4}
   code, out = h.run(h.train_command(workdir, changed), "config_change")
@@ -440,10 +445,7 @@ def flip_one_bit(step_folder: pathlib.Path) -> pathlib.Path:
 
 
 def case_bit_flip(h: Harness) -> Row:
-  h.reference()
-  workdir = h.root / "bit_flip"
-  shutil.copytree(h.root / "reference", workdir, dirs_exist_ok=True,
-                  ignore=shutil.ignore_patterns("lock"))
+  workdir = h.copy_of_reference("bit_flip")
   steps = committed_steps(workdir)
   flipped = flip_one_bit(workdir / "checkpoints" / str(steps[-1]))
   code, out = h.run([sys.executable, "-m", "snnjax.evaluate", "--workdir", str(workdir)],

@@ -175,8 +175,8 @@ def validate_config(c: Mapping) -> None:
          f"config.data.normalization={c['normalization']!r} unknown; allowed: {NORMALIZATIONS}.")
   if (c["normalization"] == "released_code" and c["mean"] is None
       and c["source"] in ("tfds", "cifar_python", "fashion_mnist_idx")):
-    name = "fashion_mnist" if c["source"] == "fashion_mnist_idx" else c["name"]
-    _check(name in sources.RELEASED_CODE_STATS,
+    name = sources.statistics_key(c["source"], c["name"])
+    _check(name in sources.statistics_table("released_code"),
            f"config.data.normalization='released_code' has no constants for "
            f"{c['source']}/{name}; known: {sorted(sources.RELEASED_CODE_STATS)}. Use "
            "'dataset' or set config.data.mean and .std.")

@@ -327,8 +327,7 @@ def _mean_std(c: Mapping, channels: int) -> tuple[tuple[float, ...], tuple[float
   elif c.source == "synthetic":
     mean, std = (0.5,), (1 / math.sqrt(12),)
   else:
-    table = sources.RELEASED_CODE_STATS if c.normalization == "released_code" else sources.DATASETS
-    stats = table["fashion_mnist" if c.source == "fashion_mnist_idx" else c.name]
+    stats = sources.statistics_table(c.normalization)[sources.statistics_key(c.source, c.name)]
     mean, std = stats["mean"], stats["std"]
   if len(mean) not in (1, channels):
     raise ValueError(f"config.data.mean={mean} has {len(mean)} values for {channels} channels.")

@@ -82,17 +82,6 @@ def cifar10dvs_jobs(raw: str) -> list[Job]:
   return jobs
 
 
-def _gesture_label_counts(labels: np.ndarray) -> list[tuple[int, int]]:
-  """(0-based label, k) per labels row, k counting earlier rows of the same label."""
-  seen: dict[int, int] = {}
-  pairs = []
-  for row in labels:
-    label = int(row[0]) - 1
-    pairs.append((label, seen.get(label, 0)))
-    seen[label] = seen.get(label, 0) + 1
-  return pairs
-
-
 def dvs128_gesture_jobs(raw: str) -> list[Job]:
   """Each trial of trials_to_{train,test}.txt -> {train,test}/<label:02d>/<stem>_<k>.npz."""
   jobs = []
@@ -103,10 +92,10 @@ def dvs128_gesture_jobs(raw: str) -> list[Job]:
              "trials_to_train.txt, trials_to_test.txt).")
     for trial in raw_events.read_gesture_trials(trials_file):
       recording = os.path.join(raw, trial)
-      labels_file = recording[:-len(".aedat")] + "_labels.csv"
+      labels_file = raw_events.gesture_labels_path(recording)
       _require(recording, "recording", f"it is listed in {trials_file}.")
-      _require(labels_file, "labels csv", f"each recording needs its labels csv next to it.")
-      pairs = _gesture_label_counts(raw_events.read_gesture_labels(labels_file))
+      _require(labels_file, "labels csv", "each recording needs its labels csv next to it.")
+      pairs = raw_events.gesture_sample_keys(raw_events.read_gesture_labels(labels_file))
       jobs.append(Job(recording, tuple(os.path.join(split, f"{label:02d}",
                                                     f"{_stem(recording)}_{k}.npz")
                                        for label, k in pairs)))
@@ -136,7 +125,7 @@ def cifar10dvs_samples(raw: str) -> list[dict[str, np.ndarray]]:
 
 def dvs128_gesture_samples(raw: str) -> list[dict[str, np.ndarray]]:
   events = raw_events.read_gesture_aedat(raw)
-  labels = raw_events.read_gesture_labels(raw[:-len(".aedat")] + "_labels.csv")
+  labels = raw_events.read_gesture_labels(raw_events.gesture_labels_path(raw))
   return [sample for _, _, sample in raw_events.split_gesture_recording(events, labels)]
 
 

@@ -55,6 +55,15 @@ def _events(t, x, y, p) -> dict[str, np.ndarray]:
   return {"t": t, "x": x, "y": y, "p": p}
 
 
+def _check_magic(data: bytes, magic: bytes, format_name: str, name: str) -> None:
+  """ValueError naming the file unless ``data`` starts with ``magic``."""
+  if not data:
+    raise ValueError(f"{name}: empty file, not an {format_name} file.")
+  if not data.startswith(magic):
+    raise ValueError(f"{name}: not an {format_name} file (it does not start with "
+                     f"{magic.decode()!r} but with {data[:12]!r}).")
+
+
 # ----------------------------------------------------------------------------- AEDAT 2.0
 
 
@@ -69,11 +78,7 @@ def aedat2_header_length(data: bytes, name: str = "<bytes>") -> int:
   Raises:
     ValueError: empty data, or a first line that is not an AEDAT 2.0 one.
   """
-  if not data:
-    raise ValueError(f"{name}: empty file, not an AEDAT 2.0 file.")
-  if not data.startswith(AEDAT2_MAGIC):
-    raise ValueError(f"{name}: not an AEDAT 2.0 file (it does not start with "
-                     f"{AEDAT2_MAGIC.decode()!r} but with {data[:12]!r}).")
+  _check_magic(data, AEDAT2_MAGIC, "AEDAT 2.0", name)
   pos = 0
   while pos < len(data):
     end = data.find(b"\n", pos)
@@ -148,11 +153,7 @@ def aedat3_header_length(data: bytes, name: str = "<bytes>") -> int:
     ValueError: empty data, a first line not starting with ``#!AER-DAT3``, or
       no ``#!END-HEADER`` line among the leading ``#`` lines.
   """
-  if not data:
-    raise ValueError(f"{name}: empty file, not an AEDAT 3.1 file.")
-  if not data.startswith(AEDAT3_MAGIC):
-    raise ValueError(f"{name}: not an AEDAT 3.1 file (it does not start with "
-                     f"{AEDAT3_MAGIC.decode()!r} but with {data[:12]!r}).")
+  _check_magic(data, AEDAT3_MAGIC, "AEDAT 3.1", name)
   pos = 0
   while pos < len(data) and data.startswith(b"#", pos):
     end = data.find(b"\n", pos)
@@ -278,14 +279,31 @@ def split_gesture_recording(events: dict[str, np.ndarray],
     ``<label>/<recording stem>_<k>.npz``.
   """
   t = events["t"]
-  counts = [0] * GESTURE_NUM_CLASSES
   samples = []
-  for cls, start, end in np.asarray(labels).tolist():
-    label = int(cls) - 1
+  for (label, k), (_, start, end) in zip(gesture_sample_keys(labels),
+                                         np.asarray(labels).tolist()):
     mask = (t >= start) & (t < end)
-    samples.append((label, counts[label], {k: v[mask] for k, v in events.items()}))
-    counts[label] += 1
+    samples.append((label, k, {name: v[mask] for name, v in events.items()}))
   return samples
+
+
+def gesture_sample_keys(labels: np.ndarray) -> list[tuple[int, int]]:
+  """(0-based label, k) of each labels row, k counting the earlier rows with that label.
+
+  The samples of :func:`split_gesture_recording`, named without reading the recording.
+  """
+  counts = [0] * GESTURE_NUM_CLASSES
+  keys = []
+  for cls in np.asarray(labels)[:, 0].tolist():
+    label = int(cls) - 1
+    keys.append((label, counts[label]))
+    counts[label] += 1
+  return keys
+
+
+def gesture_labels_path(recording: str | os.PathLike) -> str:
+  """``user01_led.aedat`` -> ``user01_led_labels.csv`` beside it."""
+  return os.fspath(recording)[:-len(".aedat")] + "_labels.csv"
 
 
 def read_gesture_trials(path: str | os.PathLike) -> list[str]:

@@ -39,6 +39,16 @@ RELEASED_CODE_STATS = {
     "imagenet2012": dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
 }
 
+def statistics_table(normalization: str) -> dict[str, dict]:
+  """:data:`RELEASED_CODE_STATS` for ``"released_code"``, else :data:`DATASETS`."""
+  return RELEASED_CODE_STATS if normalization == "released_code" else DATASETS
+
+
+def statistics_key(source: str, name: str) -> str:
+  """The key of a config's dataset in the statistics tables (the IDX source is Fashion-MNIST)."""
+  return "fashion_mnist" if source == "fashion_mnist_idx" else name
+
+
 #: Datasets readable through :func:`tfds_source`.
 TFDS_NAMES = tuple(DATASETS)
 

@@ -54,6 +54,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from snnjax.train import failures
+
 logger = logging.getLogger(__name__)
 
 PyTree = Any
@@ -601,7 +603,7 @@ def _unreadable_message(path: epath.Path, step: int, cause: Any) -> str:
   head = f"Checkpoint at {path} (step {step}) cannot be read"
   if not isinstance(cause, BaseException):
     return f"{head}: {cause}"
-  if _is_permission_problem(cause):
+  if failures.cause_of(cause) == "permission denied":
     denied = _denied_path(cause) or path
     return (f"{head}: permission denied on {denied} ({type(cause).__name__}: "
             f"{_first_line(cause)}). Fix the file permissions (e.g. `chmod -R u+rX "
@@ -609,27 +611,9 @@ def _unreadable_message(path: epath.Path, step: int, cause: Any) -> str:
   return f"{head}: {type(cause).__name__}: {_first_line(cause)}"
 
 
-def _exception_chain(error: BaseException) -> list[BaseException]:
-  """``error`` and its causes and contexts, each once."""
-  chain, seen = [], set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    chain.append(error)
-    error = error.__cause__ or error.__context__
-  return chain
-
-
-def _is_permission_problem(error: BaseException) -> bool:
-  """Whether a PermissionError or a tensorstore/orbax permission message is in the chain."""
-  return any(isinstance(e, PermissionError)
-             or "permission denied" in str(e).lower()
-             or "permission_denied" in str(e).lower()
-             for e in _exception_chain(error))
-
-
 def _denied_path(error: BaseException) -> str | None:
   """The file named by a PermissionError or a tensorstore message in the chain, if any."""
-  for e in _exception_chain(error):
+  for e in failures.exception_chain(error):
     if isinstance(e, PermissionError) and e.filename:
       return os.fspath(e.filename)
     found = _TS_FAILED_OPEN.search(str(e))

@@ -11,6 +11,7 @@ exits non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -38,21 +39,30 @@ class WriteFailure(OSError):
   """Something the run writes (a checkpoint, metrics, TensorBoard events) could not be written."""
 
 
-def _chain(error: BaseException):
-  seen = set()
+def exception_chain(error: BaseException) -> list[BaseException]:
+  """``error`` and its causes and contexts, each once, outermost first."""
+  chain, seen = [], set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
-    yield error
+    chain.append(error)
     error = error.__cause__ or error.__context__
+  return chain
 
 
 def cause_of(error: BaseException) -> str | None:
-  """The system-level cause of ``error`` ("no space left on device", ...), or None."""
-  for e in _chain(error):
+  """The system-level cause of ``error`` ("no space left on device", ...), or None.
+
+  Found from an errno (or a PermissionError) in the exception chain, else from
+  the system messages in its text (tensorstore and orbax pass them on as text).
+  """
+  chain = exception_chain(error)
+  for e in chain:
     for number, name, _ in _CAUSES:
       if isinstance(e, OSError) and e.errno == number:
         return name
-  text = " ".join(str(e) for e in _chain(error)).lower()
+    if isinstance(e, PermissionError):
+      return "permission denied"
+  text = " ".join(str(e) for e in chain).lower()
   for _, name, phrases in _CAUSES:
     if any(p in text for p in phrases):
       return name
@@ -67,6 +77,15 @@ def write_failure(what: str, path, error: BaseException) -> WriteFailure:
     return WriteFailure(f"writing {what} in {path} failed: {type(error).__name__}: {first_line}")
   fix = _FIXES.get(cause)
   return WriteFailure(f"{cause} writing {what} in {path}" + (f"; {fix}." if fix else "."))
+
+
+@contextlib.contextmanager
+def reported_as_write_failure(what: str, path, errors: type | tuple = Exception):
+  """Runs the block; any of ``errors`` it raises comes out as :func:`write_failure`."""
+  try:
+    yield
+  except errors as e:
+    raise write_failure(what, path, e) from e
 
 
 def _is_closed_loop_noise(error: BaseException) -> bool:

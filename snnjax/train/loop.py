@@ -18,6 +18,7 @@ is written from a state with non-finite values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import pathlib
@@ -271,7 +272,7 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
     bad = _first_bad_step(fetched, window_step + 1)
     if bad is not None:
       raise _stop_on_divergence(checkpointer, *bad, checkpoints)
-    means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+    means = metrics.mean_of_steps(fetched)
     del means[steps.STATE_FINITE]
     elapsed = time.perf_counter() - window_start
     means["images_per_s"] = (step - window_step) * config.batch_size / max(elapsed, 1e-9)
@@ -283,17 +284,13 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
                     img_s=f"{means['images_per_s']:.0f}")
     pending, window_start, window_step = [], time.perf_counter(), step
 
-  def save(**kwargs):
-    try:
-      checkpointer.save(step, state, data_state=train_data.get_state(), **kwargs)
-    except Exception as e:  # pylint: disable=broad-except  # orbax wraps OS errors freely
-      raise failures.write_failure("a checkpoint", checkpoints, e) from e
+  # Orbax and tensorstore wrap OS errors in any exception type.
+  checkpoint_writes = functools.partial(failures.reported_as_write_failure, "a checkpoint",
+                                        checkpoints)
 
-  def check_background_writes():
-    try:
-      checkpointer.check_for_errors()
-    except Exception as e:  # pylint: disable=broad-except
-      raise failures.write_failure("a checkpoint", checkpoints, e) from e
+  def save(**kwargs):
+    with checkpoint_writes():
+      checkpointer.save(step, state, data_state=train_data.get_state(), **kwargs)
 
   preempted = False
   try:
@@ -303,7 +300,8 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
       step += 1
       pending.append(step_metrics)
       bar.update(1)
-      check_background_writes()
+      with checkpoint_writes():
+        checkpointer.check_for_errors()
       saved = False
       if step % config.log_every_steps == 0:
         flush_train_metrics()
@@ -329,10 +327,8 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
     flush_train_metrics()
     if not last_eval and not preempted:  # resumed a finished run: report its final accuracy again
       last_eval = evaluate(eval_step, state, test_data, mesh)
-    try:
+    with checkpoint_writes():
       checkpointer.wait_until_finished()
-    except Exception as e:  # pylint: disable=broad-except
-      raise failures.write_failure("a checkpoint", checkpoints, e) from e
   finally:
     bar.close()
     _close_quietly(checkpointer, writer)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import pathlib
 import time
@@ -64,7 +63,7 @@ class MetricWriter:
     self._events = None
     if not enabled:
       return
-    try:
+    with failures.reported_as_write_failure("metrics", self.path.parent, OSError):
       if resume_step is None:
         _move_aside_old_records(self.path)
       else:
@@ -72,29 +71,24 @@ class MetricWriter:
       self._file = self.path.open("a")
       self._events = _events_writer(pathlib.Path(workdir) / "tensorboard",
                                     purge_step=0 if resume_step is None else resume_step + 1)
-    except OSError as e:
-      raise failures.write_failure("metrics", self.path.parent, e) from e
 
   def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
     if not self.enabled:
       return
     record = {"kind": kind, "step": int(step), **to_python(values)}
-    try:
+    with failures.reported_as_write_failure("metrics", self.path, OSError):
       self._file.write(json.dumps(record) + "\n")
       self._file.flush()
-    except OSError as e:
-      raise failures.write_failure("metrics", self.path, e) from e
     summaries = [summary.scalar(f"{kind}/{name}", value)
                  for name, value in record.items()
                  if isinstance(value, (int, float)) and name != "step"]
     event = event_pb2.Event(wall_time=time.time(), step=int(step))
     for s in summaries:
       event.summary.value.extend(s.value)
-    try:
+    with failures.reported_as_write_failure("TensorBoard events",
+                                            self.path.parent / "tensorboard", OSError):
       self._events.write_event(event)
       self._events.flush()
-    except OSError as e:
-      raise failures.write_failure("TensorBoard events", self.path.parent / "tensorboard", e) from e
 
   def close(self) -> None:
     """Closes both files; errors on close (a disk that filled meanwhile) are ignored."""
@@ -124,7 +118,7 @@ def _drop_records_after(path: pathlib.Path, step: int) -> int:
   if not path.is_file():  # none yet (or a device or pipe: nothing to rewrite)
     return 0
   lines = path.read_text().splitlines()
-  kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+  kept = [line for line in lines if (logged := _step_of(line)) is not None and logged <= step]
   if len(kept) == len(lines):
     return 0
   temporary = path.with_name(path.name + ".tmp")
@@ -139,9 +133,10 @@ def _drop_records_after(path: pathlib.Path, step: int) -> int:
 
 
 def _move_aside_old_records(path: pathlib.Path) -> None:
-  if not path.is_file() or not path.read_text().strip():
+  """Renames a non-empty metrics.jsonl to metrics.<time>.jsonl, with a warning."""
+  records = path.read_text().splitlines() if path.is_file() else []
+  if not any(r.strip() for r in records):
     return
-  records = path.read_text().splitlines()
   last = max((_step_of(r) or 0 for r in records), default=0)
   target = path.with_name(f"metrics.{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
   os.replace(path, target)

@@ -39,6 +39,11 @@ def _node(c: ml_collections.ConfigDict, key: str) -> tuple[ml_collections.Config
   return c, last
 
 
+def _get(c: ml_collections.ConfigDict, key: str):
+  node, last = _node(c, key)
+  return node[last]
+
+
 def _set(c: ml_collections.ConfigDict, values: dict) -> None:
   """Sets dotted keys, e.g. {"optimizer.decay_all": True}."""
   for key, value in values.items():
@@ -71,7 +76,7 @@ def snnjax_settings(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   layers, the dataset's own normalisation statistics.
   """
   defaults = base_config()
-  _set(c, {key: _node(defaults, key)[0][_node(defaults, key)[1]] for key in SML_CODE})
+  _set(c, {key: _get(defaults, key) for key in SML_CODE})
   return c
 
 
