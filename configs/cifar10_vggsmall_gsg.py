@@ -24,7 +24,7 @@ def get_config():
   c.model.reset = "soft"
   c.model.surrogate = f"gsg_tanh(beta={estimators.GSG_BETA_MIN})"
   c.sml.enabled = False
-  recipes.cifar_data(c, "cifar10")
+  recipes.dataset_files(c, "cifar10")
   c.data.augment.update(dict(crop_padding=4, flip=True))
   c.optimizer.update(dict(name="adam", learning_rate=1e-3, weight_decay=1e-4,
                           schedule="cosine", warmup_epochs=0.0))

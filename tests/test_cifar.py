@@ -233,7 +233,11 @@ def test_recipes_default_to_the_python_files_and_keep_tfds():
   assert (c.data.source, c.data.name) == ("cifar_python", "cifar100")
   assert c.data.folder == "~/data/cifar-100-python.tar.gz"
   assert recipes.sgs_cifar().data.folder == "~/data/cifar-10-python.tar.gz"
-  assert recipes.sml_imagenet().data.source == "tfds"
+  imagenet = recipes.sml_imagenet()
+  assert (imagenet.data.source, imagenet.data.folder) == ("image_folder", "~/data/imagenet")
+  train_config.validate(imagenet)
+  imagenet.data.update(dict(source="tfds", eval_split="validation"))
+  train_config.validate(imagenet)
   c.data.source = "tfds"
   train_config.validate(c)
 

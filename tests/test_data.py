@@ -138,7 +138,7 @@ def test_tfds_cifar10_mock_through_pipeline():
 
 def test_tfds_imagenet_mock_variable_sizes_and_missing_data(tmp_path):
   c = _config(source="tfds", name="imagenet2012", image_size=24, data_dir=str(tmp_path),
-              **{"augment.random_resized_crop": True, "augment.crop_padding": 0})
+              eval_split="validation", **{"augment.random_resized_crop": True, "augment.crop_padding": 0})
   with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
     shapes = {sources.tfds_source("imagenet2012", "train", str(tmp_path)).data[i]["image"].shape
               for i in range(6)}
@@ -152,7 +152,8 @@ def test_tfds_imagenet_mock_variable_sizes_and_missing_data(tmp_path):
     sources.tfds_source("imagenet2012", "train", str(tmp_path))
   assert str(tmp_path) in str(e.value)
   with pytest.raises(ValueError, match="image_size"):
-    data.create_dataset(_config(source="tfds", name="imagenet2012"), "train", batch_size=4,
+    data.create_dataset(_config(source="tfds", name="imagenet2012", eval_split="validation"),
+                        "train", batch_size=4,
                         seed=0, shard_index=0, shard_count=1)
 
 
@@ -609,6 +610,9 @@ def test_released_code_normalisation_constants():
     ({"augment.roll": -1}, {}, r"augment.roll=-1 must be an int >= 0"),
     ({"source": "mnist_csv"}, {}, "source='mnist_csv' unknown; allowed"),
     ({"source": "tfds", "name": "svhn"}, {}, "name='svhn' unsupported"),
+    ({"source": "tfds", "name": "imagenet2012", "image_size": 8}, {},
+     r"eval_split='test' is not a labelled split of tfds imagenet2012; allowed: \('train', "
+     r"'validation'\)"),
     ({"augment.policy": "trivial"}, {}, "policy='trivial' unknown"),
     ({"events.split_by": "rate"}, {}, "split_by='rate' unknown"),
     ({"image_size": -1}, {}, "image_size=-1"),

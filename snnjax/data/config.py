@@ -1,17 +1,24 @@
 """The ``config.data`` block: defaults, documentation of every key, validation.
 
-    source                "fashion_mnist_idx" | "cifar_python" | "tfds" | "events" |
-                          "synthetic". cifar_python reads CIFAR-10/100's official python-version
-                          files (cifar-10-python.tar.gz / cifar-100-python.tar.gz from
-                          https://www.cs.toronto.edu/~kriz/cifar.html, or the folders they
-                          extract to) without TensorFlow; see snnjax.data.cifar.
+    source                "fashion_mnist_idx" | "cifar_python" | "image_folder" | "tfds" |
+                          "events" | "synthetic". cifar_python reads CIFAR-10/100's official
+                          python-version files (cifar-10-python.tar.gz / cifar-100-python.tar.gz
+                          from https://www.cs.toronto.edu/~kriz/cifar.html, or the folders they
+                          extract to) without TensorFlow; see snnjax.data.cifar. image_folder
+                          reads FOLDER/SPLIT/CLASS/*.JPEG (ImageNet extracted, val sorted into
+                          class folders), decoding in the grain workers; see
+                          snnjax.data.image_folder.
     name                  the dataset: tfds: "fashion_mnist" | "cifar10" | "cifar100" |
-                          "imagenet2012"; cifar_python: "cifar10" | "cifar100". Also picks the
-                          default mean/std. Ignored by the other sources.
+                          "imagenet2012"; cifar_python: "cifar10" | "cifar100"; image_folder:
+                          any, and a key of snnjax.data.sources.DATASETS ("imagenet2012") picks
+                          the default mean/std (other names need mean and std). Ignored by the
+                          other sources.
     folder                fashion_mnist_idx: folder of the IDX files; cifar_python: the tarball,
                           its extracted folder (cifar-10-batches-py/, cifar-100-python/) or a
                           folder holding either, "~" expanded (the CIFAR configs default to
                           ~/data/cifar-10-python.tar.gz, ~/data/cifar-100-python.tar.gz);
+                          image_folder: the root holding train/ and val/ (the ImageNet configs
+                          default to ~/data/imagenet);
                           events: dataset root (SpikingJelly's events_np layout, see
                           snnjax.data.events).
     data_dir              tfds data folder ("" = tfds's default, $TFDS_DATA_DIR or
@@ -70,9 +77,11 @@ from collections.abc import Mapping
 import ml_collections
 from ml_collections import config_dict
 
-from snnjax.data import cifar, events, idx, sources
+from snnjax.data import cifar, events, idx, image_folder, sources
 
-SOURCES = ("fashion_mnist_idx", "cifar_python", "tfds", "events", "synthetic")
+SOURCES = ("fashion_mnist_idx", "cifar_python", "image_folder", "tfds", "events", "synthetic")
+#: Sources whose default mean/std come from the statistics tables by ``name``.
+NAMED_STATISTICS_SOURCES = ("fashion_mnist_idx", "cifar_python", "image_folder", "tfds")
 POLICIES = ("none", "autoaugment_cifar10", "randaugment")
 NORMALIZATIONS = ("dataset", "released_code")
 
@@ -149,6 +158,11 @@ def validate_config(c: Mapping) -> None:
            f"{sources.TFDS_NAMES}.")
     _check(c["name"] != "imagenet2012" or c["image_size"] > 0,
            "imagenet2012 images vary in size: set config.data.image_size (e.g. 224).")
+    for key in ("train_split", "eval_split"):
+      split = c[key].split("[")[0] if isinstance(c[key], str) else c[key]
+      _check(split in sources.TFDS_SPLITS[c["name"]],
+             f"config.data.{key}={c[key]!r} is not a labelled split of tfds {c['name']}; "
+             f"allowed: {sources.TFDS_SPLITS[c['name']]} (optionally sliced, e.g. 'train[:90%]').")
   if c["source"] == "cifar_python":
     _check(c["name"] in sources.CIFAR_NAMES,
            f"config.data.name={c['name']!r} unsupported for source 'cifar_python'; allowed: "
@@ -156,6 +170,12 @@ def validate_config(c: Mapping) -> None:
     _check(isinstance(c["folder"], str) and c["folder"] != "",
            "config.data.folder must name the CIFAR tarball or its extracted folder, e.g. "
            f"{cifar.DEFAULT_PATHS['cifar10']!r} (download from {cifar.DOWNLOAD_URL}).")
+  if c["source"] == "image_folder":
+    _check(isinstance(c["folder"], str) and c["folder"] != "",
+           "config.data.folder must name the image folder root holding train/ and val/, e.g. "
+           f"{image_folder.DEFAULT_IMAGENET_FOLDER!r}.")
+    _check(_is_int(c["image_size"]) and c["image_size"] > 0,
+           "image folders hold images of varying size: set config.data.image_size (e.g. 224).")
   _check(_is_int(c["num_classes"]) and c["num_classes"] >= 0,
          f"config.data.num_classes={c['num_classes']!r} must be an int >= 0 (0 = from the source).")
   _check(_is_int(c["image_size"]) and c["image_size"] >= 0,
@@ -173,13 +193,13 @@ def validate_config(c: Mapping) -> None:
          f"config.data.std={c['std']!r} must be positive.")
   _check(c["normalization"] in NORMALIZATIONS,
          f"config.data.normalization={c['normalization']!r} unknown; allowed: {NORMALIZATIONS}.")
-  if (c["normalization"] == "released_code" and c["mean"] is None
-      and c["source"] in ("tfds", "cifar_python", "fashion_mnist_idx")):
+  if c["mean"] is None and c["source"] in NAMED_STATISTICS_SOURCES:
     name = sources.statistics_key(c["source"], c["name"])
-    _check(name in sources.statistics_table("released_code"),
-           f"config.data.normalization='released_code' has no constants for "
-           f"{c['source']}/{name}; known: {sorted(sources.RELEASED_CODE_STATS)}. Use "
-           "'dataset' or set config.data.mean and .std.")
+    table = sources.statistics_table(c["normalization"])
+    _check(name in table,
+           f"config.data.normalization={c['normalization']!r} has no constants for "
+           f"{c['source']}/{name}; known: {sorted(table)}. Set config.data.mean and .std "
+           f"(per channel, 0..1 scale) or name a known dataset.")
   _check(_is_int(a["crop_padding"]) and a["crop_padding"] >= 0,
          f"config.data.augment.crop_padding={a['crop_padding']!r} must be an int >= 0.")
   _check(_is_int(a["cutout"]) and a["cutout"] >= 0,

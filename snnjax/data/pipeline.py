@@ -307,6 +307,8 @@ def create_source(data_config: Mapping, split: str) -> sources.SourceInfo:
     info = sources.fashion_mnist_idx_source(c.folder, split)
   elif c.source == "cifar_python":
     info = sources.cifar_python_source(c.folder, c.name, split)
+  elif c.source == "image_folder":
+    info = sources.image_folder_source(c.folder, split)
   elif c.source == "tfds":
     info = sources.tfds_source(c.name, split, c.data_dir or None)
   elif c.source == "events":

@@ -1,5 +1,5 @@
-"""Random-access data sources: local IDX, CIFAR python files, tensorflow-datasets, synthetic,
-events.
+"""Random-access data sources: local IDX, CIFAR python files, image folders,
+tensorflow-datasets, synthetic, events.
 
 A source is anything with ``__len__`` and ``__getitem__(i) -> dict`` (grain's
 random-access protocol). Image sources give ``{"image": uint8 [H, W, C],
@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from snnjax.data import cifar, events, idx
+from snnjax.data import cifar, events, idx, image_folder
 
 #: Known datasets: number of classes, mean and std per channel on the 0..1 scale (train split).
 DATASETS = {
@@ -51,6 +51,10 @@ def statistics_key(source: str, name: str) -> str:
 
 #: Datasets readable through :func:`tfds_source`.
 TFDS_NAMES = tuple(DATASETS)
+
+#: Their labelled tfds splits (imagenet2012's "test" has no labels).
+TFDS_SPLITS = {"fashion_mnist": ("train", "test"), "cifar10": ("train", "test"),
+               "cifar100": ("train", "test"), "imagenet2012": ("train", "validation")}
 
 #: Datasets readable through :func:`cifar_python_source` (keys of :data:`DATASETS` too).
 CIFAR_NAMES = tuple(cifar.LAYOUTS)
@@ -127,6 +131,19 @@ def cifar_python_source(path: str, name: str = "cifar10", split: str = "train") 
   images, labels, class_names = cifar.load_cifar(path, name, split_name)
   return SourceInfo(ArraySource(images[rows], labels[rows]), num_classes=len(class_names),
                     image_shape=(32, 32, 3), class_names=class_names)
+
+
+def image_folder_source(root: str, split: str) -> SourceInfo:
+  """ROOT/SPLIT/CLASS/IMAGE files (see :mod:`.image_folder`), decoded when read.
+
+  ``split`` may take a slice as in tfds, e.g. "val[:1000]" (the examples are
+  in a fixed shuffled order, so a slice draws from all classes).
+  """
+  split_name, rows = parse_split(split)
+  data = image_folder.ImageFolderSource(root, split_name)
+  data.paths, data.labels = data.paths[rows], data.labels[rows]
+  return SourceInfo(data, num_classes=len(data.class_names), image_shape=(None, None, 3),
+                    class_names=data.class_names)
 
 
 class SyntheticSource:

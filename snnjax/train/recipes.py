@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from snnjax.data import cifar
+from snnjax.data import cifar, image_folder
 from snnjax.train.config import base_config
 
 #: The neuron of Surrogate Module Learning: u(t+1) = 0.5 u(t) + I(t), hard reset to 0.
@@ -51,19 +51,24 @@ def _set(c: ml_collections.ConfigDict, values: dict) -> None:
     node[last] = value
 
 
-def cifar_data(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
-  """Points ``c.data`` at ``dataset``'s official python-version files (in place).
+def dataset_files(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
+  """Points ``c.data`` at ``dataset``'s files as they are distributed (in place).
 
   CIFAR-10/100 ("cifar10", "cifar100") are read by the "cifar_python" source from
   :data:`snnjax.data.cifar.DEFAULT_PATHS` (~/data/cifar-10-python.tar.gz,
   ~/data/cifar-100-python.tar.gz; override with ``--config.data.folder``, which may
-  also be the extracted folder); ``--config.data.source=tfds`` reads the tfds
-  dataset of the same name instead. Any other dataset goes to tfds.
+  also be the extracted folder); ImageNet ("imagenet2012") by the "image_folder"
+  source from ~/data/imagenet/{train,val}/<wnid>/*.JPEG. ``--config.data.source=tfds``
+  reads the tfds dataset of the same name instead; any other dataset goes to tfds.
   """
   c.data.name = dataset
   if dataset in cifar.DEFAULT_PATHS:
     c.data.source = "cifar_python"
     c.data.folder = cifar.DEFAULT_PATHS[dataset]
+  elif dataset == "imagenet2012":
+    c.data.source = "image_folder"
+    c.data.folder = image_folder.DEFAULT_IMAGENET_FOLDER
+    c.data.eval_split = "val"
   else:
     c.data.source = "tfds"
   return c
@@ -111,7 +116,7 @@ def sml_cifar(dataset: str, model: str, T: int = 4) -> ml_collections.ConfigDict
   batch 256 (2 x 128 in the README), random crop (pad 4) + flip, the code's
   normalisation constants (CIFAR-10 std 0.2023/0.1994/0.2010); dspike surrogate
   (b=2.5, r=1); PyTorch's default init for the Linear layers (:data:`SML_CODE`).
-  Data from the official python-version tarball (:func:`cifar_data`).
+  Data from the official python-version tarball (:func:`dataset_files`).
   snnjax's own defaults are one key away each (docs/REFERENCE.md). Reported:
   CIFAR-10 ResNet-19 T=4 95.54%, CIFAR-100 ResNet-19 79.18%, CIFAR-10 ResNet-18
   95.01%.
@@ -125,7 +130,7 @@ def sml_cifar(dataset: str, model: str, T: int = 4) -> ml_collections.ConfigDict
     c.model.options = ml_collections.ConfigDict(dict(stem="cifar"))
   c.sml.update(dict(enabled=True, heads=(3, 6), head_channels=256, alpha=0.5, lam=0.9,
                     temperature=3.0))
-  cifar_data(c, dataset)
+  dataset_files(c, dataset)
   c.data.augment.update(dict(crop_padding=4, flip=True))
   c.optimizer.update(dict(name="adamw", learning_rate=0.01, weight_decay=0.02,
                           schedule="cosine", warmup_epochs=0.0))
@@ -177,7 +182,7 @@ def sgs_cifar(dataset: str = "cifar10", T: int = 2,
   batch 100, lr 1e-3, 150 epochs (the released test script's argument
   defaults). The training script is not released: Adam without weight decay,
   cosine per epoch, random crop (pad 4) + flip are snnjax's choice. Lipschitz
-  regularisation is off (loss.lipschitz_weight). Data as :func:`cifar_data`.
+  regularisation is off (loss.lipschitz_weight). Data as :func:`dataset_files`.
   """
   c = base_config()
   c.model.name = "resnet19"
@@ -187,7 +192,7 @@ def sgs_cifar(dataset: str = "cifar10", T: int = 2,
   c.model.surrogate = f"sgs(base=rectangle, alpha=1.0, delta={delta!r})"
   c.model.update(dict(conv_init="torch", dense_init="torch"))
   c.sml.enabled = False
-  cifar_data(c, dataset)
+  dataset_files(c, dataset)
   c.data.normalization = "released_code"
   c.data.augment.update(dict(crop_padding=4, flip=True))
   c.optimizer.update(dict(name="adam", learning_rate=1e-3, weight_decay=0.0, schedule="cosine",
