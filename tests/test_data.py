@@ -443,6 +443,16 @@ def test_resize_and_crops():
   np.testing.assert_array_equal(out, augment.resize(image, (32, 48))[8:24, 16:32])
 
 
+@pytest.mark.parametrize("shape, size", [((37, 50, 3), (24, 24)), ((9, 7, 1), (20, 31)),
+                                         ((300, 200, 3), (17, 224))])
+def test_pillow_resize_of_uint8_images_is_the_float_filter_rounded(shape, size):
+  image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+  exact = augment.resize(image.astype(np.float32), size)  # the NumPy path
+  fast = augment.resize(image, size)
+  assert fast.shape == (*size, shape[-1]) and fast.dtype == np.uint8
+  assert np.abs(fast - np.clip(np.rint(exact), 0, 255)).max() <= 1
+
+
 def test_autoaugment_and_randaugment_ops():
   rng = np.random.default_rng(4)
   image = rng.integers(30, 200, (16, 16, 3), dtype=np.uint8)

@@ -1,5 +1,6 @@
 """The image-folder source (ROOT/SPLIT/CLASS/IMAGE, ImageNet's usual layout) on real image files."""
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -157,3 +158,19 @@ def test_train_py_reports_a_missing_folder_in_one_line(tmp_path):
   error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(error) == 1 and str(tmp_path / "none") in error[0], result.stderr[-2000:]
   assert "Traceback" not in result.stderr
+
+
+def test_input_pipeline_benchmark_smoke_run(tmp_path):
+  """benchmarks/input_pipeline.py --smoke: both pipelines deliver, files are ImageNet-sized."""
+  out = tmp_path / "input_pipeline.json"
+  result = subprocess.run([sys.executable, "benchmarks/input_pipeline.py", "--smoke", "--out",
+                           str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  record = json.loads(out.read_text())
+  assert {(r["pipeline"], r["workers"]) for r in record["pipelines"]} == {
+      ("snnjax", 0), ("torch", 0), ("snnjax", 1), ("torch", 1)}
+  assert all(r["images_per_s"] > 0 for r in record["pipelines"])
+  assert abs(record["mean_file_kb"] / record["imagenet_train_mean_kb"] - 1) < 0.2
+  assert record["consumption"]["imagenet_resnet34_sml_gflop_per_image"] > \
+      record["consumption"]["resnet19_benchmark_gflop_per_image"] > 0
+  assert "workers (cores) keep one such GPU fed" in out.with_suffix(".md").read_text()
