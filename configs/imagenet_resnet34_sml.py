@@ -1,7 +1,8 @@
 """ImageNet, spiking ResNet-34 (ImageNet stem), T=4, Surrogate Module Learning (paper: 68.25%).
 
-Needs imagenet2012 prepared for tfds: put ILSVRC2012_img_{train,val}.tar in
-<data_dir>/downloads/manual/ and build it in ArrayRecord format.
+Reads ImageNet from image folders, ~/data/imagenet/{train,val}/<wnid>/*.JPEG
+(--config.data.folder=ROOT); --config.data.source=tfds --config.data.eval_split=validation
+reads a tfds imagenet2012 build instead. See the README's Data section.
 """
 
 from snnjax.train import recipes

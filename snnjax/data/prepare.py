@@ -11,22 +11,26 @@ Raw layouts, as the datasets are distributed (after unzipping):
                     RAW/trials_to_train.txt, RAW/trials_to_test.txt (AEDAT 3.1)
     nmnist          RAW/Train/<digit>/*.bin, RAW/Test/<digit>/*.bin
 
-Output: SpikingJelly's events_np layout, one ``.npz`` of t, x, y, p per sample
-(decoded by :mod:`snnjax.data.raw_events`, equal to SpikingJelly 2.0's), which
-:class:`snnjax.data.events.EventFolderSource` reads: ``OUT/<class>/`` for
-CIFAR10-DVS (the pipeline splits 90/10 per class), ``OUT/{train,test}/<class>/``
-for the others. DVS128 Gesture's class folders are named ``00`` .. ``10`` so that
-their sorted order is the label; each labelled interval of a recording is one
-sample, ``<recording>_<k>.npz`` (k counts earlier intervals of that class).
+Output: the packed layout of :mod:`snnjax.data.events` (one folder of
+memory-mapped arrays per split: ``OUT/all/`` for CIFAR10-DVS, which the
+pipeline splits 90/10 per class, ``OUT/{train,test}/`` for the others), which
+:func:`snnjax.data.events.open_event_source` reads. Each raw file is first
+decoded (:mod:`snnjax.data.raw_events`, equal to SpikingJelly 2.0's) into one
+``.npz`` of t, x, y, p per sample, SpikingJelly's events_np layout, in
+``OUT/samples/``; these are packed per split and then deleted, unless
+``--keep-samples`` keeps them (a folder SpikingJelly and snnjax both read).
+DVS128 Gesture's class folders are named ``00`` .. ``10`` so that their sorted
+order is the label; each labelled interval of a recording is one sample,
+``<recording>_<k>`` (k counts earlier intervals of that class).
 
-Safe to interrupt and rerun: samples are written into ``OUT.partial/`` (each
-file written to a temporary name, then renamed), finished ones are skipped, and
-only a complete conversion is renamed to ``OUT`` with a ``prepared.json``
-manifest, so a training run never sees a half-converted folder. A file that
-cannot be parsed is named and skipped without stopping the rest; then the
-conversion stays in ``OUT.partial`` (exit status 1) unless ``--allow-failures``
-finishes it without them (listed in the manifest). Uses every core
-(``--workers``).
+Safe to interrupt and rerun: samples are written into ``OUT.partial/samples/``
+(each file written to a temporary name, then renamed), finished ones are
+skipped, and only a complete conversion is packed and renamed to ``OUT`` with
+a ``prepared.json`` manifest, so a training run never sees a half-converted
+folder. A file that cannot be parsed is named and skipped without stopping the
+rest; then the conversion stays in ``OUT.partial`` (exit status 1) unless
+``--allow-failures`` finishes it without them (listed in the manifest). Uses
+every core (``--workers``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import glob
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,10 +50,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from snnjax.data import raw_events
+from snnjax.data import events as events_lib, raw_events
 
 MANIFEST = "prepared.json"
 PARTIAL_SUFFIX = ".partial"
+SAMPLES = "samples"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,8 +215,35 @@ def _run(jobs: list[Job], dataset: str, partial: str, workers: int) -> Iterator[
           yield raw, error
 
 
+def packs(dataset: str) -> tuple[str, ...]:
+  """The packed splits of ``dataset``: CIFAR10-DVS has no official split."""
+  return (events_lib.ALL_PACK,) if dataset == "cifar10dvs" else ("train", "test")
+
+
+def pack(dataset: str, jobs: list[Job], partial: str) -> dict[str, int]:
+  """Packs the converted samples of ``jobs`` in ``partial/samples`` per split; returns counts."""
+  samples = os.path.join(partial, SAMPLES)
+  expected = {os.path.join(samples, o) for j in jobs for o in j.outputs}
+  counts = {}
+  for split in packs(dataset):
+    root = samples if split == events_lib.ALL_PACK else os.path.join(samples, split)
+    os.makedirs(root, exist_ok=True)
+    class_names, files, labels = events_lib.list_samples(root)
+    kept = [(f, label) for f, label in zip(files, labels) if f in expected]
+    print(f"packing {len(kept)} samples into {split}/", flush=True)
+    events_lib.write_pack(os.path.join(partial, split), root, [f for f, _ in kept],
+                          [label for _, label in kept], class_names)
+    counts[split] = len(kept)
+  return counts
+
+
+def _remove_samples(out: str, manifest: dict) -> None:
+  if not manifest.get("samples_kept", True):
+    shutil.rmtree(os.path.join(out, SAMPLES), ignore_errors=True)
+
+
 def prepare(dataset: str, raw: str, out: str, workers: int | None = None,
-            allow_failures: bool = False) -> dict:
+            allow_failures: bool = False, keep_samples: bool = False) -> dict:
   """Converts ``raw`` into ``out``; returns the manifest. See the module docstring.
 
   With failures, ``out`` is written only if ``allow_failures`` (the manifest
@@ -225,30 +258,37 @@ def prepare(dataset: str, raw: str, out: str, workers: int | None = None,
   if _check_out(out, dataset):
     with open(os.path.join(out, MANIFEST)) as f:
       manifest = json.load(f)
+    _remove_samples(out, manifest)  # an interrupted clean-up
     print(f"{out} already holds {manifest['samples']} prepared {dataset} samples; nothing to do.")
     return manifest
   jobs = DATASETS[dataset][0](raw)
   partial = out + PARTIAL_SUFFIX
-  todo = pending(jobs, partial)
+  samples = os.path.join(partial, SAMPLES)
+  todo = pending(jobs, samples)
   print(f"prepare {dataset}: {len(jobs)} raw files in {raw}; {len(jobs) - len(todo)} done "
         f"earlier; writing {partial}", flush=True)
   started = time.perf_counter()
-  failures = list(_run(todo, dataset, partial, workers or os.cpu_count() or 1))
+  failures = list(_run(todo, dataset, samples, workers or os.cpu_count() or 1))
   seconds = time.perf_counter() - started
   manifest = {"dataset": dataset, "raw": raw, "files": len(jobs),
               "samples": sum(len(j.outputs) for j in jobs), "failed": [f for f, _ in failures],
-              "seconds": round(seconds, 2)}
+              "seconds": round(seconds, 2), "layout": "packed", "samples_kept": keep_samples}
   if failures and not allow_failures:
     print(f"{len(failures)} of {len(jobs)} raw files could not be converted (named above). "
           f"Repair or remove them and rerun (finished files in {partial} are skipped), or "
           "rerun with --allow-failures to finish without them.", file=sys.stderr)
     return manifest
-  os.makedirs(partial, exist_ok=True)
+  started_pack = time.perf_counter()
+  manifest["splits"] = pack(dataset, jobs, partial)
+  manifest["samples"] = sum(manifest["splits"].values())
+  manifest["pack_seconds"] = round(time.perf_counter() - started_pack, 2)
   with open(os.path.join(partial, MANIFEST), "w") as f:
     json.dump(manifest, f, indent=2)
   os.replace(partial, out)
+  _remove_samples(out, manifest)
   print(f"prepared {manifest['samples']} samples from {len(todo)} files in {seconds:.1f} s "
-        f"({len(todo) / max(seconds, 1e-9):.0f} files/s) -> {out}")
+        f"({len(todo) / max(seconds, 1e-9):.0f} files/s), packed in "
+        f"{manifest['pack_seconds']:.1f} s -> {out}")
   return manifest
 
 
@@ -259,12 +299,15 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", required=True, help="folder to write (config.data.folder)")
   parser.add_argument("--workers", type=int, default=None,
                       help="processes (default: every core)")
+  parser.add_argument("--keep-samples", action="store_true",
+                      help=f"keep OUT/{SAMPLES}/, one .npz per sample (SpikingJelly's events_np)")
   parser.add_argument("--allow-failures", action="store_true",
                       help="finish without the raw files that cannot be parsed (listed in "
                            f"OUT/{MANIFEST})")
   args = parser.parse_args(argv)
   try:
-    manifest = prepare(args.dataset, args.raw, args.out, args.workers, args.allow_failures)
+    manifest = prepare(args.dataset, args.raw, args.out, args.workers, args.allow_failures,
+                       args.keep_samples)
   except (ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

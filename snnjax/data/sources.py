@@ -230,6 +230,6 @@ def tfds_source(name: str, split: str, data_dir: str | None = None) -> SourceInf
 
 
 def event_folder_source(folder: str, split: str, train_fraction: float = 0.9) -> SourceInfo:
-  """An :class:`events.EventFolderSource` with its info (image_shape None: set by framing)."""
-  data = events.EventFolderSource(folder, split, train_fraction)
+  """:func:`events.open_event_source` with its info (image_shape None: set by framing)."""
+  data = events.open_event_source(os.path.expanduser(folder), split, train_fraction)
   return SourceInfo(data, num_classes=len(data.class_names), image_shape=None, kind="events")
