@@ -187,3 +187,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
   assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], lines
   if case == "foreign out folder":
     assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_two_commands_prepare_and_train_nmnist(tmp_path):
+  """The README's two commands for an event dataset: prepare the original files, then train."""
+  raw = tmp_path / "NMNIST"
+  for folder in ("Train", "Test"):
+    for digit in range(10):
+      os.makedirs(raw / folder / str(digit))
+      write_nmnist(raw / folder / str(digit) / "00001.bin", n=200, seed=digit)
+  out = tmp_path / "nmnist_events"
+  subprocess.run([sys.executable, "-m", "snnjax.data.prepare", "nmnist", "--raw", str(raw),
+                  "--out", str(out)], check=True, cwd=REPO, capture_output=True, timeout=300)
+  result = subprocess.run(
+      [sys.executable, "train.py", "--config", "configs/nmnist_sml.py", "--workdir",
+       str(tmp_path / "run"), f"--config.data.folder={out}", "--config.model.T=2",
+       "--config.data.events.num_frames=2", "--config.batch_size=8", "--config.max_steps=2",
+       "--config.progress_bar=False"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "final test accuracy" in result.stdout
+  records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+  assert any("test_accuracy" in r for r in records)

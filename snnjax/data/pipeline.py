@@ -300,6 +300,9 @@ class DataPipeline:
     self.iterator.set_state(state)
 
 
+FOLDER_SOURCES = ("fashion_mnist_idx", "cifar_python", "image_folder", "events")
+
+
 def create_source(data_config: Mapping, split: str) -> sources.SourceInfo:
   """The random-access source that ``data_config`` names, for one split."""
   c = data_config
@@ -317,6 +320,11 @@ def create_source(data_config: Mapping, split: str) -> sources.SourceInfo:
     s = c.synthetic
     n = s.num_train_examples if split == "train" else s.num_eval_examples
     info = sources.synthetic_source(n, tuple(s.shape), c.num_classes or 10, s.seed, split)
+  if len(info.data) == 0:
+    where = f" in config.data.folder={c.folder!r}" if c.source in FOLDER_SOURCES else ""
+    hint = (f" (config.data.events.train_fraction={c.events.train_fraction} of every class "
+            f"leaves it none when the split is made per class)" if c.source == "events" else "")
+    raise ValueError(f"split {split!r} of the {c.source} source{where} has no examples{hint}.")
   if c.num_classes and c.num_classes != info.num_classes:
     raise ValueError(f"config.data.num_classes={c.num_classes} but the {c.source} source "
                      f"has {info.num_classes} classes.")

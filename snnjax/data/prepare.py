@@ -215,6 +215,13 @@ def _run(jobs: list[Job], dataset: str, partial: str, workers: int) -> Iterator[
           yield raw, error
 
 
+def fixed_class_names(dataset: str) -> tuple[str, ...]:
+  """Class folders every split has even without samples: DVS128 Gesture's 00 .. 10."""
+  if dataset == "dvs128_gesture":
+    return tuple(f"{k:02d}" for k in range(raw_events.GESTURE_NUM_CLASSES))
+  return ()
+
+
 def packs(dataset: str) -> tuple[str, ...]:
   """The packed splits of ``dataset``: CIFAR10-DVS has no official split."""
   return (events_lib.ALL_PACK,) if dataset == "cifar10dvs" else ("train", "test")
@@ -227,7 +234,8 @@ def pack(dataset: str, jobs: list[Job], partial: str) -> dict[str, int]:
   counts = {}
   for split in packs(dataset):
     root = samples if split == events_lib.ALL_PACK else os.path.join(samples, split)
-    os.makedirs(root, exist_ok=True)
+    for name in fixed_class_names(dataset):  # every class, even one a split lacks
+      os.makedirs(os.path.join(root, name), exist_ok=True)
     class_names, files, labels = events_lib.list_samples(root)
     kept = [(f, label) for f, label in zip(files, labels) if f in expected]
     print(f"packing {len(kept)} samples into {split}/", flush=True)
