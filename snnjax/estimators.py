@@ -280,6 +280,8 @@ def default_config() -> ml_collections.ConfigDict:
       schedule.start, .end  value at the start and at the end of training.
       schedule.unit         "epoch" (value changes at epoch boundaries) | "step".
       chi.enabled           control every neuron layer's support width (compact surrogates).
+      chi.log               log kernel chi of every layer ("chi/<layer>") without the
+                            controller (always logged with it).
       chi.target            support fraction each layer is steered to, in (0, 1).
       chi.rate              gain of the multiplicative rule (see next_halfwidth).
       chi.min_halfwidth, chi.max_halfwidth   bounds of the half-width w (units of x = h - v_th).
@@ -297,7 +299,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.schedule = ml_collections.ConfigDict(dict(
       param="", kind="gsg", start=GSG_BETA_MIN, end=GSG_BETA_MAX, unit="epoch"))
   c.chi = ml_collections.ConfigDict(dict(
-      enabled=False, target=0.3, rate=1.0, min_halfwidth=0.1, max_halfwidth=2.0, max_change=1.1,
+      enabled=False, log=False, target=0.3, rate=1.0, min_halfwidth=0.1, max_halfwidth=2.0, max_change=1.1,
       every_steps=10, tolerance=0.01))
   return c
 
@@ -447,21 +449,36 @@ def make_surrogate_update(estimator_config: Mapping, surrogate: layers.Surrogate
   return update
 
 
-def estimator_metrics(surrogate_state: Any, surrogate: layers.SurrogateSpec, grads: Any = None,
-                      fractions: Mapping[str, Array] | None = None) -> dict[str, Array]:
-  """Scalars to log: every surrogate parameter, half-widths, kernel chi, support fractions.
+def logs_chi(estimator_config: Mapping) -> bool:
+  """True if kernel chi is logged: asked for (chi.log) or steered (chi.enabled)."""
+  return bool(estimator_config["chi"]["enabled"] or estimator_config["chi"]["log"])
 
-  Keys: "surrogate/<layer>/<param>", "halfwidth/<layer>" (compact surrogates),
-  "chi/<layer>" (when ``grads`` is given), "support_fraction/<layer>".
+
+def estimator_metrics(surrogate_state: Any, surrogate: layers.SurrogateSpec,
+                      estimator_config: Mapping, grads: Any = None,
+                      fractions: Mapping[str, Array] | None = None) -> dict[str, Array]:
+  """Scalars to log, those that can change: scheduled or steered surrogate parameters, their
+  half-widths, kernel chi when :func:`logs_chi`, support fractions.
+
+  Keys: "surrogate/<layer>/<param>" for the scheduled parameter and (chi
+  controller) the width parameter; "halfwidth/<layer>" (compact surrogates
+  whose width changes); "chi/<layer>" (with ``grads`` and :func:`logs_chi`);
+  "support_fraction/<layer>" (whatever ``fractions`` holds). Constants are left
+  out: a surrogate parameter nothing changes is in config.json.
   """
   sg = layers.as_surrogate(surrogate)
+  schedule, chi = estimator_config["schedule"], estimator_config["chi"]
   compact = _base(sg).name in surrogates.COMPACT_SUPPORT
+  changing = {schedule["param"]} - {""}
+  if chi["enabled"]:
+    changing.add(width_parameter(sg))
+  width_changes = compact and (chi["enabled"] or schedule["param"] == width_parameter(sg))
   metrics = {}
   for layer, params in _layers_of(surrogate_state).items():
-    metrics.update({f"surrogate/{layer}/{k}": v for k, v in params.items()})
-    if compact:
+    metrics.update({f"surrogate/{layer}/{k}": v for k, v in params.items() if k in changing})
+    if width_changes:
       metrics[f"halfwidth/{layer}"] = params_to_halfwidth(sg, params)
-  if grads is not None:
+  if grads is not None and logs_chi(estimator_config):
     metrics.update({f"chi/{k}": v for k, v in chi_per_layer(grads).items()})
   metrics.update({f"support_fraction/{k}": v for k, v in (fractions or {}).items()})
   return metrics

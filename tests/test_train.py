@@ -208,6 +208,14 @@ def test_train_then_evaluate_on_real_fashion_mnist(tmp_path):
   assert train[-1]["loss"] < train[0]["loss"]
   assert evals[0]["test_accuracy"] > 0.2
   assert all("firing_rate/sn2" in r and r["images_per_s"] > 0 for r in train)
+  # Compilation (tens of seconds) happens before the first window: its rate is like the others.
+  assert train[0]["images_per_s"] > 0.3 * max(r["images_per_s"] for r in train[1:])
+  assert not any(k.startswith(("chi/", "surrogate/", "halfwidth/")) for k in train[0])
+  head = out[:out.index("compiled train step in")]
+  for row in ("run       fresh start in", "devices   ", "model     vgg_small", "params    ",
+              "data      fashion_mnist_idx: train 60,000", "schedule  "):
+    assert row in head, head
+  assert "compiling train step ..." in head
   assert (workdir / "config.json").is_file()
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
   assert checkpoint.check_workdir(workdir, require_checkpoint=True) == [24]

@@ -17,6 +17,7 @@ is written from a state with non-finite values.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -33,11 +34,16 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from snnjax import data, estimators
-from snnjax.train import checkpoint, failures, metrics, optim, preemption, sharding, steps
+from snnjax.train import checkpoint, failures, metrics, optim, preemption, run_summary, sharding
+from snnjax.train import steps
 from snnjax.train import workdir_lock
 from snnjax.train import config as config_lib
 
 log = logging.getLogger("snnjax")
+
+#: Steps dispatched ahead of the last finished one: enough to keep the device busy, few
+#: enough that the progress bar counts finished steps.
+MAX_STEPS_IN_FLIGHT = 2
 
 
 class NonFiniteLossError(RuntimeError):
@@ -65,10 +71,15 @@ def _schedule_lengths(config: ml_collections.ConfigDict, steps_per_epoch: int) -
 
 
 def evaluate(eval_step, state: steps.TrainState, test: data.DataPipeline,
-             mesh) -> dict[str, float]:
-  """One pass over the test split: accuracy, mean loss, firing rates (padding masked out)."""
+             mesh, progress: bool = False) -> dict[str, float]:
+  """One pass over the test split: accuracy, mean loss, firing rates (padding masked out).
+
+  ``progress`` shows a bar over the split's batches (it closes when done).
+  """
   totals: dict[str, float] = {}
-  for batch in iter(test.dataset):
+  batches = tqdm(iter(test.dataset), total=test.steps_per_epoch, desc="eval", unit="batch",
+                 leave=False, disable=not progress, dynamic_ncols=True)
+  for batch in batches:
     sums = jax.device_get(eval_step(state, sharding.global_batch(batch, mesh)))
     for k, v in sums.items():
       totals[k] = totals.get(k, 0.0) + float(v)
@@ -135,6 +146,47 @@ def compiled_eval_step(exp: Experiment):
   return jax.jit(steps.make_eval_step(exp.model),
                  in_shardings=(exp.state_sharding, sharding.batch_sharding(exp.mesh)),
                  out_shardings=sharding.replicated(exp.mesh))
+
+
+def announce(message: str) -> None:
+  """A line on stdout from process 0 (above the progress bar if one is shown)."""
+  if jax.process_index() == 0:
+    tqdm.write(message)
+
+
+def compile_timed(what: str, jitted, *args):
+  """``jitted`` compiled ahead of time for ``args``, announcing it and the seconds it took."""
+  announce(f"compiling {what} ...")
+  started = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  announce(f"compiled {what} in {time.perf_counter() - started:.1f} s")
+  return compiled
+
+
+class LazyCompiled:
+  """A jitted function compiled (and announced) once, by :meth:`compile` or its first call."""
+
+  def __init__(self, what: str, jitted):
+    self.what, self.jitted, self.compiled = what, jitted, None
+
+  def compile(self, *args) -> None:
+    """Compiles for ``args`` (arrays or ``jax.ShapeDtypeStruct``) unless already compiled."""
+    if self.compiled is None:
+      self.compiled = compile_timed(self.what, self.jitted, *args)
+
+  def __call__(self, *args):
+    self.compile(*args)
+    return self.compiled(*args)
+
+
+def eval_batch_spec(exp: Experiment) -> dict[str, jax.ShapeDtypeStruct]:
+  """The global eval batch's shapes, dtypes and sharding (what the eval step is compiled for)."""
+  batch = exp.config.batch_size
+  placed = sharding.batch_sharding(exp.mesh)
+  return {"image": jax.ShapeDtypeStruct((batch, *exp.test_data.image_shape), jnp.float32,
+                                        sharding=placed),
+          "label": jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=placed),
+          "mask": jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=placed)}
 
 
 def _lock_workdir(workdir: pathlib.Path) -> workdir_lock.WorkdirLock | None:
@@ -243,7 +295,11 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
   else:
     state, data_state, restored_step = restored
     train_data.set_state(data_state)
-    log.info("resumed from step %d", restored_step)
+  for line in run_summary.summary_lines(
+      config, mesh=mesh, params=exp.template.params, train=train_data, test=test_data,
+      total_steps=exp.total_steps, run_steps=run_steps, workdir=workdir,
+      restored_step=None if restored is None else restored[2]):
+    announce(line)
   _record_config(config, workdir)
 
   train_step = jax.jit(steps.make_train_step(exp.model, exp.tx, config, exp.schedule,
@@ -251,17 +307,23 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
                        in_shardings=(exp.state_sharding, sharding.batch_sharding(mesh)),
                        out_shardings=(exp.state_sharding, sharding.replicated(mesh)),
                        donate_argnums=0)
-  eval_step = compiled_eval_step(exp)
+  eval_step = LazyCompiled("eval step", compiled_eval_step(exp))
 
   writer = metrics.MetricWriter(workdir, enabled=jax.process_index() == 0,
                                 resume_step=None if restored is None else restored[2])
   eval_every = max(1, int(round(config.eval_every_epochs * train_data.steps_per_epoch)))
   step = int(jax.device_get(state.step))
   pending: list[dict] = []
+  in_flight: collections.deque = collections.deque()  # dispatched steps' metrics, oldest first
   window_start, window_step = time.perf_counter(), step
   last_eval: dict[str, float] = {}
-  bar = tqdm(total=run_steps, initial=step, disable=not config.progress_bar or
-             jax.process_index() != 0, unit="step", dynamic_ncols=True)
+  bar_enabled = bool(config.progress_bar) and jax.process_index() == 0
+  first_batch = None
+  if step < run_steps:
+    first_batch = sharding.global_batch(next(train_data), mesh)
+    train_step = compile_timed("train step", train_step, state, first_batch)
+  bar = tqdm(total=run_steps, initial=step, disable=not bar_enabled, unit="step",
+             dynamic_ncols=True)
   checkpoints = workdir / "checkpoints"
 
   def flush_train_metrics():
@@ -280,8 +342,9 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
     writer.write("train", step, means)
     if lock is not None:
       lock.heartbeat()
-    bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['accuracy']:.3f}",
-                    img_s=f"{means['images_per_s']:.0f}")
+    bar.update(len(in_flight))  # device_get waited for them
+    in_flight.clear()
+    bar.set_postfix(bar_fields(means))
     pending, window_start, window_step = [], time.perf_counter(), step
 
   # Orbax and tensorstore wrap OS errors in any exception type.
@@ -294,12 +357,18 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
 
   preempted = False
   try:
+    window_start = time.perf_counter()
     while step < run_steps:
-      batch = sharding.global_batch(next(train_data), mesh)
+      batch = first_batch if first_batch is not None else sharding.global_batch(
+          next(train_data), mesh)
+      first_batch = None
       state, step_metrics = train_step(state, batch)
       step += 1
       pending.append(step_metrics)
-      bar.update(1)
+      in_flight.append(step_metrics["loss"])
+      if len(in_flight) > MAX_STEPS_IN_FLIGHT:  # the bar counts finished steps
+        in_flight.popleft().block_until_ready()
+        bar.update(1)
       with checkpoint_writes():
         checkpointer.check_for_errors()
       saved = False
@@ -308,16 +377,22 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
       is_last = step == run_steps
       if step % eval_every == 0 or is_last:
         flush_train_metrics()
-        last_eval = evaluate(eval_step, state, test_data, mesh)
+        eval_step.compile(state, eval_batch_spec(exp))
+        started = time.perf_counter()
+        last_eval = evaluate(eval_step, state, test_data, mesh, progress=bar_enabled)
         last_eval["epoch"] = step / train_data.steps_per_epoch
         writer.write("eval", step, last_eval)
-        bar.write(f"step {step}: test accuracy {last_eval['test_accuracy']:.4f}")
+        announce(f"step {step}: test accuracy {last_eval['test_accuracy']:.4f}, test loss "
+                 f"{last_eval['test_loss']:.4f} ({test_data.num_examples:,} examples, "
+                 f"{time.perf_counter() - started:.1f} s)")
         save(metrics={"test_accuracy": last_eval["test_accuracy"]})
         saved = True
+        window_start = time.perf_counter()  # images/s leaves out evaluation and saving
       elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
         flush_train_metrics()
         save()
         saved = True
+        window_start = time.perf_counter()
       if stop.reached(step):
         flush_train_metrics()
         if not saved:
@@ -326,7 +401,8 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
         break
     flush_train_metrics()
     if not last_eval and not preempted:  # resumed a finished run: report its final accuracy again
-      last_eval = evaluate(eval_step, state, test_data, mesh)
+      eval_step.compile(state, eval_batch_spec(exp))
+      last_eval = evaluate(eval_step, state, test_data, mesh, progress=bar_enabled)
     with checkpoint_writes():
       checkpointer.wait_until_finished()
   finally:
@@ -335,6 +411,16 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
   if preempted:
     return {"step": step, "preempted": True, "signal": stop.signal_name}
   return {"step": step, **last_eval}
+
+
+def bar_fields(means: dict[str, float]) -> dict[str, str]:
+  """What the progress bar shows: total loss, the SNN's cross-entropy (SML), accuracy, images/s."""
+  fields = {"loss": f"{means['loss']:.3f}"}
+  if "ce_main" in means:
+    fields["snn_ce"] = f"{means['ce_main']:.3f}"
+  fields["acc"] = f"{means['accuracy']:.3f}"
+  fields["img_s"] = f"{means['images_per_s']:.0f}"
+  return fields
 
 
 def _close_quietly(checkpointer: checkpoint.Checkpointer, writer: metrics.MetricWriter) -> None:

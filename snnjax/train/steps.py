@@ -116,8 +116,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
 
   Metrics: loss and its parts, accuracy of the SNN and of each head, the
   Lipschitz penalty, gradient global norm, learning rate, every neuron layer's
-  firing rate (spikes per neuron per time step), and the estimator metrics
-  (surrogate parameters, half-widths, kernel chi, support fractions).
+  firing rate (spikes per neuron per time step), and the estimator metrics that
+  can change (:func:`snnjax.estimators.estimator_metrics`).
   """
   lipschitz_weight = config.loss.lipschitz_weight
 
@@ -160,8 +160,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     metrics["learning_rate"] = schedule(state.step)
     rates = energy.firing_rates(activity)
     metrics.update({f"firing_rate/{name}": rate for name, rate in rates.items()})
-    metrics.update(estimators.estimator_metrics(state.surrogate, config.model.surrogate, grads,
-                                                fractions))
+    metrics.update(estimators.estimator_metrics(state.surrogate, config.model.surrogate,
+                                                config.estimator, grads, fractions))
     return new_state, metrics
 
   return train_step
