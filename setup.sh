@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up this checkout on a fresh Debian machine:
-#   bash setup.sh        Debian's Fashion-MNIST + .venv with snnjax (enough to train)
+#   bash setup.sh        Debian's Fashion-MNIST + .venv with snnjax: every command of the
+#                        README (training, evaluation, probes and their plots)
 #   bash setup.sh dev    the same, plus test tools and the peer frameworks the tests
 #                        compare against (PyTorch CPU, SpikingJelly)
 # Safe to run again: it only installs what is missing.
