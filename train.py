@@ -1,6 +1,7 @@
 """Trains a spiking network: python train.py --config configs/X.py --workdir DIR [--config.a.b=v].
 
-Rerunning with the same --workdir resumes from its newest good checkpoint.
+Rerunning with the same --workdir resumes from its newest good checkpoint. Errors are one
+line on stderr with exit status 2; SNNJAX_TRACEBACK=1 shows the traceback instead.
 For a multi-process job (several hosts, or several processes on one host),
 give every process --num_processes, --process_id and --coordinator_address;
 on clusters JAX detects (TPU pods, SLURM) --distributed alone is enough.
@@ -53,7 +54,16 @@ def _one_line(error: BaseException) -> str:
   return text[:400] or type(error).__name__
 
 
-def config_error(path: str, error: BaseException) -> str:
+def _override_key(argv: list[str], last: str) -> str:
+  """The dotted key of the --config.KEY=... override in ``argv`` that ends in ``last``."""
+  for arg in argv:
+    key = arg[len("--config."):].split("=", 1)[0] if arg.startswith("--config.") else ""
+    if key.split(".")[-1] == last:
+      return key
+  return last
+
+
+def config_error(path: str, error: BaseException, argv: list[str] = ()) -> str:
   """One line for an error raised while loading --config (or applying an override)."""
   if not os.path.isfile(path.split(":")[0]):
     return f"--config {path}: no such file. Give a config file such as configs/fmnist_vgg_sml.py."
@@ -62,11 +72,33 @@ def config_error(path: str, error: BaseException) -> str:
   if isinstance(error, (KeyError, AttributeError)):
     hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(error))
     if hint:
-      return (f"--config override: {hint.group(2)!r} is not a config key; did you mean "
-              f"{hint.group(1)!r}? (every key is listed in snnjax/train/config.py)")
+      key = _override_key(argv, hint.group(2))
+      near = key[:len(key) - len(hint.group(2))] + hint.group(1)
+      return (f"--config.{key}: no such config key; did you mean --config.{near}? "
+              f"(every key is listed in snnjax/train/config.py)")
     return f"--config override: {_one_line(error)} (every key is listed in snnjax/train/config.py)."
   cause = error.__cause__ or error
   return f"--config {path}: {type(cause).__name__}: {_one_line(cause)}"
+
+
+_BAD_VALUE = re.compile(r"flag --config\.([\w.]+)=(.*?): (.*)", re.S)
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "True or False"}
+
+
+def flag_error(error: flags.Error) -> str:
+  """One line for a flag absl rejected; a --config.KEY value of the wrong type says so."""
+  text = str(error).strip().rstrip(".")
+  match = _BAD_VALUE.match(text)
+  if not match:
+    return f"{text}. Pass --helpfull to see the flags."
+  key, value, detail = match.groups()
+  kind = re.search(r"invalid literal for (\w+)\(\)|could not convert string to (\w+)", detail)
+  wanted = _TYPE_WORDS.get(next((g for g in kind.groups() if g), ""), "") if kind else ""
+  if "Non-boolean argument" in detail:
+    wanted = _TYPE_WORDS["bool"]
+  if wanted:
+    return f"--config.{key}={value}: config.{key} must be {wanted}, not {value!r}."
+  return f"--config.{key}={value}: {_one_line(detail)}."
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -74,9 +106,9 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    fail(f"{str(e).rstrip('.')}. Pass --helpfull to see the flags.")
+    fail(flag_error(e))
   except Exception as e:  # pylint: disable=broad-except  # whatever the config file raises
-    fail(config_error(_config_path(argv), e))
+    fail(config_error(_config_path(argv), e, argv))
 
 
 def load_config():
@@ -85,7 +117,7 @@ def load_config():
   try:
     config.model  # pylint: disable=pointless-statement  # a config that failed to load raises here
   except Exception as e:  # pylint: disable=broad-except
-    fail(config_error(flags.FLAGS["config"].config_filename, e.__cause__ or e))
+    fail(config_error(flags.FLAGS["config"].config_filename, e.__cause__ or e, sys.argv))
   return config
 
 
@@ -121,6 +153,8 @@ def main(argv):
                                      allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   except (ValueError, OSError, loop.NonFiniteLossError, loop.WorkdirBusyError,
           workdir_lock.WorkdirLockedError) as e:
+    if os.environ.get("SNNJAX_TRACEBACK"):
+      raise
     fail(str(e))
   if result.get("preempted"):
     if jax.process_index() == 0:

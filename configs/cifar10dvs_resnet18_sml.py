@@ -4,10 +4,10 @@ Module Learning: the setting of the SML paper's 83.19%, as its released code tra
 Recipe: snnjax.train.recipes.sml_dvs (heads after blocks 3 and 6, k=256; lambda=1/3,
 alpha=1, T_dis=3; resize 48, flip, random roll of +-5 pixels; AdamW lr 0.01, weight
 decay 0.02 on every parameter, cosine per epoch). docs/REFERENCE.md lists each setting
-beside snnjax's default. Events as SpikingJelly's events_np layout under
-config.data.folder (one .npz per sample in class folders):
-    python train.py --config configs/cifar10dvs_resnet18_sml.py --workdir W \
-        --config.data.folder=/path/to/CIFAR10DVS
+beside snnjax's default. Events in config.data.folder (default ~/data/cifar10dvs_events)
+as the prepare command writes them from the original .aedat files:
+    python -m snnjax.data.prepare cifar10dvs --raw ~/data/CIFAR10DVS --out ~/data/cifar10dvs_events
+    python train.py --config configs/cifar10dvs_resnet18_sml.py --workdir W
 configs/cifar10dvs_vggsnn.py is snnjax's own, smaller DVS option.
 """
 

@@ -5,8 +5,9 @@ heads (3, 6) with k=256, flip + roll, lr 0.01): this one is a lighter VGGSNN
 (64-128-256-256-512-512-512-512) with heads after conv layers 2 and 4 (k=128), lr
 1e-3, crop-pad 4 + flip, snnjax's optimiser defaults (weight decay on kernels,
 cosine per step, LeCun init of the classifier). SML DVS loss setting: lambda=1/3,
-alpha=1, T_dis=3. Events as SpikingJelly's events_np layout under config.data.folder
-(one .npz per sample in class folders).
+alpha=1, T_dis=3. Events as `python -m snnjax.data.prepare cifar10dvs --raw RAW --out
+~/data/cifar10dvs_events` writes them (config.data.folder; SpikingJelly's events_np
+folders work too).
 """
 
 from snnjax.train import recipes
@@ -17,7 +18,7 @@ def get_config():
   c.sml.update(dict(heads=(2, 4), alpha=1.0, lam=1 / 3, head_channels=128))
   c.data.source = "events"
   c.data.name = "cifar10"
-  c.data.folder = "/data/cifar10-dvs"
+  c.data.folder = recipes.CIFAR10DVS_FOLDER
   c.data.image_size = 48
   c.data.events.update(dict(num_frames=10, split_by="number", sensor_size=(128, 128)))
   c.data.augment.update(dict(crop_padding=4, flip=True))

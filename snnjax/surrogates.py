@@ -19,6 +19,8 @@ surrogates during training.
 
 from __future__ import annotations
 
+import difflib
+
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -320,7 +322,9 @@ def get(name: str, **params: Any) -> AnySurrogate:
     v_threshold = params.pop("v_threshold", None)
     return sgs(get(base_name, **params), delta=delta, v_threshold=v_threshold)
   if name not in _CONSTRUCTORS:
-    raise ValueError(f"unknown surrogate {name!r}; allowed: {', '.join(NAMES)}.")
+    near = difflib.get_close_matches(name, NAMES, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise ValueError(f"unknown surrogate {name!r}; {hint}allowed: {', '.join(NAMES)}.")
   unknown = set(params) - set(DEFAULTS[name])
   if unknown:
     raise ValueError(

@@ -183,10 +183,19 @@ def test_missing_data_folder(tmp_path):
     loop.prepare(config, tmp_path / "run")
 
 
-def test_unknown_config_key_fails_in_train_py(tmp_path):
-  code, out = finish(run_train(tmp_path / "run", {"model.widht": 0.5}))
-  assert code != 0
-  assert "widht" in out
+@pytest.mark.parametrize("override, message", [
+    ("--config.model.widht=0.5",
+     "error: --config.model.widht: no such config key; did you mean --config.model.width?"),
+    ("--config.batch_size=abc", "error: --config.batch_size=abc: config.batch_size must be an "
+                                "integer, not 'abc'."),
+    ("--config.data.augment.flip=maybe", "must be True or False, not 'maybe'."),
+    ("--config.model.surrogate=atn", "unknown surrogate 'atn'; did you mean 'atan'?"),
+])
+def test_config_errors_in_train_py_are_one_line(tmp_path, override, message):
+  code, out = finish(run_train(tmp_path / "run", {}, extra=(override,)))
+  assert code == 2
+  lines = out.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], out
   assert not (tmp_path / "run").exists()
 
 

@@ -118,6 +118,7 @@ def load_fashion_mnist(folder: str = FASHION_MNIST_FOLDER,
     images: uint8 [N, 28, 28, 1], pixel values 0..255.
     labels: int32 [N], class ids 0..9.
   """
+  folder = os.path.expanduser(folder)
   if split not in FASHION_MNIST_FILES:
     raise ValueError(f"Fashion-MNIST split {split!r} unknown; allowed: "
                      f"{sorted(FASHION_MNIST_FILES)}.")

@@ -301,7 +301,8 @@ def prepare(dataset: str, raw: str, out: str, workers: int | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="python -m snnjax.data.prepare",
+                                   description=__doc__.splitlines()[0])
   parser.add_argument("dataset", help=", ".join(DATASETS))
   parser.add_argument("--raw", required=True, help="folder of the original files")
   parser.add_argument("--out", required=True, help="folder to write (config.data.folder)")

@@ -51,6 +51,10 @@ def _set(c: ml_collections.ConfigDict, values: dict) -> None:
     node[last] = value
 
 
+#: Where ``python -m snnjax.data.prepare cifar10dvs --out`` is expected to write (README).
+CIFAR10DVS_FOLDER = "~/data/cifar10dvs_events"
+
+
 def dataset_files(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
   """Points ``c.data`` at ``dataset``'s files as they are distributed (in place).
 
@@ -158,7 +162,7 @@ def sml_dvs(T: int = 10) -> ml_collections.ConfigDict:
   c.sml.update(dict(heads=(3, 6), alpha=1.0, lam=1 / 3, head_channels=256))
   c.data.source = "events"
   c.data.name = "cifar10"
-  c.data.folder = "/data/cifar10-dvs"
+  c.data.folder = CIFAR10DVS_FOLDER
   c.data.image_size = 48
   c.data.events.update(dict(num_frames=T, split_by="number", sensor_size=(128, 128),
                             train_fraction=0.9))
