@@ -39,6 +39,7 @@ is written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -57,6 +58,26 @@ from etils import epath
 from snnjax.train import failures
 
 logger = logging.getLogger(__name__)
+
+#: What orbax logs (through absl, as warnings) whenever a folder is opened read-only, which is
+#: how checkpoints are inspected and evaluated: expected, nothing to act on.
+_READ_ONLY_NOTICES = ("read_only=True, setting save_interval_steps=0",
+                      "Given directory is read only")
+
+
+def _not_a_read_only_notice(record: logging.LogRecord) -> bool:
+  return not any(notice in record.getMessage() for notice in _READ_ONLY_NOTICES)
+
+
+@contextlib.contextmanager
+def _without_read_only_notices():
+  """Drops orbax's read-only notices from the absl logger while a manager is created."""
+  absl_logger = logging.getLogger("absl")
+  absl_logger.addFilter(_not_a_read_only_notice)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(_not_a_read_only_notice)
 
 PyTree = Any
 
@@ -328,18 +349,18 @@ class Checkpointer:
         (_DATA_STATE, ocp.args.JsonSave, ocp.args.JsonRestore)):
       registry.add(item, save_args)
       registry.add(item, restore_args)
-    options = ocp.CheckpointManagerOptions(
-        best_fn=self._score,  # makes orbax write the metrics item
-        best_mode="max",
-        preservation_policy=_Retention(self._steps_to_keep),
-        enable_async_checkpointing=self.async_save,
-        read_only=self.read_only,
-        create=not self.read_only,
-        # Metrics are read by _read_metrics, which tolerates garbled files.
-        lightweight_initialize=True,
-    )
-    return ocp.CheckpointManager(
-        self.directory, options=options, handler_registry=registry)
+    with _without_read_only_notices():
+      options = ocp.CheckpointManagerOptions(
+          best_fn=self._score,  # makes orbax write the metrics item
+          best_mode="max",
+          preservation_policy=_Retention(self._steps_to_keep),
+          enable_async_checkpointing=self.async_save,
+          read_only=self.read_only,
+          create=not self.read_only,
+          # Metrics are read by _read_metrics, which tolerates garbled files.
+          lightweight_initialize=True,
+      )
+      return ocp.CheckpointManager(self.directory, options=options, handler_registry=registry)
 
   def _step_path(self, step: int) -> epath.Path:
     return self.directory / str(step)
