@@ -14,8 +14,10 @@ time step).
 It works for any Flax model without model-specific code: :func:`record_layers`
 runs ``model.apply`` under ``flax.linen.intercept_methods`` and records every
 ``nn.Conv`` and ``nn.Dense`` call (its path, input statistics, kernel and output
-shapes). snnjax's choice, which generalises the formula's "first layer" to
-every layer by what its input is:
+shapes) and which neuron layer's spikes it reads (``LayerCall.source``, e.g.
+conv2 reads sn1), so that a firing rate, listed by neuron, and an energy row,
+listed by synaptic layer, can be matched. snnjax's choice, which generalises the
+formula's "first layer" to every layer by what its input is:
 
 - spiking input (every input value is 0 or 1): ACs = FLOPs_l * r * T_l, with r
   the mean of the input and T_l the number of time steps the layer ran for;
@@ -32,6 +34,8 @@ Learning heads, which are dropped at inference, are not run.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -75,6 +79,9 @@ class LayerCall:
     spiking: every input value is 0 or 1.
     time_invariant: the input is identical at every time step.
     input_rate: mean of the input; for a spiking input, spikes per neuron per step.
+    source: path of the neuron module whose output this call reads (the same
+      values in the same order, reshaped or not), or None: an analog input, or
+      spikes changed on the way (e.g. max-pooled).
   """
 
   name: str
@@ -87,6 +94,29 @@ class LayerCall:
   spiking: bool
   time_invariant: bool
   input_rate: float
+  source: str | None = None
+
+
+def _fingerprint(x: Array) -> tuple[Array, Array]:
+  """(count of non-zeros, sum of the flat indices' hashes where x != 0, mod 2**32).
+
+  Equal for an array and any reshape of it (flat order is kept); for 0/1
+  spike arrays of one size, a collision of both numbers has odds ~2**-32.
+  """
+  nonzero = jnp.ravel(x) != 0
+  index_hash = jnp.arange(nonzero.size, dtype=jnp.uint32) * jnp.uint32(2654435761)  # Knuth
+  return (jnp.sum(nonzero, dtype=jnp.int32),
+          jnp.sum(jnp.where(nonzero, index_hash, jnp.uint32(0)), dtype=jnp.uint32))
+
+
+def _source(call_index: int, size: int, fingerprint: tuple[Any, ...],
+            neuron_calls: Sequence[tuple[int, str, int, tuple[Any, ...]]]) -> str | None:
+  """The latest neuron call before ``call_index`` whose output has this size and fingerprint."""
+  for index, name, neuron_size, neuron_fingerprint in reversed(neuron_calls):
+    if (index < call_index and neuron_size == size
+        and tuple(map(int, neuron_fingerprint)) == tuple(map(int, fingerprint))):
+      return name
+  return None
 
 
 def _time_steps(name: str, shape: tuple[int, ...], T: int, batch_size: int) -> int:
@@ -110,7 +140,10 @@ def record_layers(model: nn.Module, variables: Mapping[str, Any], inputs: Any, *
 
   Runs ``model.apply(variables, inputs, method=method, **apply_kwargs)`` once
   under ``flax.linen.intercept_methods``; input statistics reach the host by
-  ``jax.debug.callback``, so layers under ``nn.remat`` are recorded too.
+  ``jax.debug.callback``, so layers under ``nn.remat`` are recorded too. Every
+  neuron module's (:class:`snnjax.layers.SpikingNeuron`) output is
+  fingerprinted as well: a call whose spiking input matches the latest earlier
+  neuron output gets that neuron as its ``source``.
 
   Args:
     model: any Flax linen module.
@@ -131,30 +164,40 @@ def record_layers(model: nn.Module, variables: Mapping[str, Any], inputs: Any, *
   if batch_size is None:
     batch_size = int(jax.tree.leaves(inputs)[0].shape[0])
   metadata: list[dict[str, Any]] = []
-  stats: dict[int, list[tuple[Any, ...]]] = {}
+  neuron_metadata: list[dict[str, Any]] = []
+  stats: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+  order = itertools.count()  # call order over layers and neurons
 
-  def store(index, *values):
-    stats.setdefault(int(index), []).append(values)
+  def store(kind, index, *values):
+    stats.setdefault((kind, int(index)), []).append(values)
 
   def interceptor(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     module = context.module
-    if context.method_name != "__call__" or not isinstance(module, (nn.Conv, nn.Dense)):
+    if context.method_name != "__call__":
+      return out
+    name = "/".join(module.scope.path) or type(module).__name__
+    if isinstance(module, layers.SpikingNeuron):
+      jax.debug.callback(functools.partial(store, "neuron"), len(neuron_metadata),
+                         *_fingerprint(out))
+      neuron_metadata.append({"name": name, "order": next(order), "size": math.prod(out.shape)})
+      return out
+    if not isinstance(module, (nn.Conv, nn.Dense)):
       return out
     x = jnp.asarray(args[0] if args else next(iter(kwargs.values())))
-    name = "/".join(module.scope.path) or type(module).__name__
     kernel_shape = tuple(jnp.shape(nn.meta.unbox(module.get_variable("params", "kernel"))))
     steps = _time_steps(name, tuple(x.shape), T, batch_size)
     per_step_outputs = math.prod(out.shape) // (batch_size * steps)
     steps_first = x.reshape(steps, -1)
     # A host callback rather than an output, so that layers under nn.remat work too.
-    jax.debug.callback(store, len(metadata), jnp.all((x == 0) | (x == 1)),
-                       jnp.all(steps_first == steps_first[:1]), jnp.mean(x.astype(jnp.float32)))
+    jax.debug.callback(functools.partial(store, "layer"), len(metadata),
+                       jnp.all((x == 0) | (x == 1)), jnp.all(steps_first == steps_first[:1]),
+                       jnp.mean(x.astype(jnp.float32)), *_fingerprint(x))
     metadata.append({
         "name": name, "kind": "conv" if isinstance(module, nn.Conv) else "dense",
         "input_shape": tuple(x.shape), "kernel_shape": kernel_shape,
         "output_shape": tuple(out.shape), "time_steps": steps,
-        "flops": per_step_outputs * math.prod(kernel_shape[:-1]),
+        "flops": per_step_outputs * math.prod(kernel_shape[:-1]), "order": next(order),
     })
     return out
 
@@ -164,17 +207,56 @@ def record_layers(model: nn.Module, variables: Mapping[str, Any], inputs: Any, *
 
   jax.jit(run)(variables, inputs)
   jax.effects_barrier()
+  neuron_calls = [(m["order"], m["name"], m["size"], _one_execution(stats, "neuron", i, m))
+                  for i, m in enumerate(neuron_metadata)]
   calls = []
   for index, m in enumerate(metadata):
-    values = stats.get(index, [])
-    if len(values) != 1:
-      raise ValueError(
-          f"layer {m['name']!r} reported {len(values)} executions for one traced call "
-          "(a layer inside nn.scan or a loop?); record_layers needs one execution per call.")
-    spiking, invariant, rate = values[0]
+    spiking, invariant, rate, *fingerprint = _one_execution(stats, "layer", index, m)
+    order = m.pop("order")
+    source = (_source(order, math.prod(m["input_shape"]), fingerprint, neuron_calls)
+              if spiking else None)
     calls.append(LayerCall(**m, spiking=bool(spiking), time_invariant=bool(invariant),
-                           input_rate=float(rate)))
+                           input_rate=float(rate), source=source))
   return calls
+
+
+def _one_execution(stats: Mapping[tuple[str, int], list[tuple[Any, ...]]], kind: str,
+                   index: int, metadata: Mapping[str, Any]) -> tuple[Any, ...]:
+  """The values one traced call reported; ValueError unless it ran exactly once."""
+  values = stats.get((kind, index), [])
+  if len(values) != 1:
+    raise ValueError(
+        f"{kind} {metadata['name']!r} reported {len(values)} executions for one traced call "
+        "(a layer inside nn.scan or a loop?); record_layers needs one execution per call.")
+  return values[0]
+
+
+def neuron_feeds(calls: Sequence[LayerCall]) -> dict[str, list[str]]:
+  """{neuron path: the layers that read its spikes, in call order}, from ``LayerCall.source``."""
+  feeds: dict[str, list[str]] = {}
+  for call in calls:
+    if call.source is not None and call.name not in feeds.setdefault(call.source, []):
+      feeds[call.source].append(call.name)
+  return feeds
+
+
+def input_label(call: LayerCall) -> str:
+  """What a layer reads, as tables print it: "sn1 spikes", "spikes" (source unknown), "analog"."""
+  if not call.spiking:
+    return "analog"
+  return f"{call.source} spikes" if call.source else "spikes"
+
+
+def at_rates(calls: Sequence[LayerCall], rates: Mapping[str, float]) -> list[LayerCall]:
+  """``calls`` with the input rate of each layer that reads a neuron in ``rates`` set to its rate.
+
+  E.g. the firing rates measured over a whole test split (``rates`` keyed by
+  neuron path, as :func:`firing_rates` gives them: a neuron called several
+  times gives the mean of its calls), in place of the one batch
+  :func:`record_layers` ran on; calls reading other inputs are unchanged.
+  """
+  return [dataclasses.replace(c, input_rate=float(rates[c.source]))
+          if c.spiking and c.source in rates else c for c in calls]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +348,7 @@ def format_report(report: EnergyReport, unit: str = "mJ") -> str:
     c = layer.call
     rate = f"{c.input_rate:.4f}" if c.spiking else "-"
     rows.append(
-        f"| {c.name} | {c.kind} | {'spikes' if c.spiking else 'analog'} | {rate} "
+        f"| {c.name} | {c.kind} | {input_label(c)} | {rate} "
         f"| {c.flops:,} | {layer.macs:,.0f} | {layer.acs:,.0f} "
         f"| {layer.energy_pj / scale:.4g} | {layer.ann_energy_pj / scale:.4g} |")
   rows.append(

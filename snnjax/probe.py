@@ -1,17 +1,19 @@
 """Gradient-error probe of a trained run: python -m snnjax.probe --workdir DIR [--directions 32].
 
-Restores a checkpoint of WORKDIR (the latest by default) and, for every conv
-and dense layer in depth order, compares the surrogate gradient of the SNN's
-own loss with central finite differences of the true spiking loss along random
-directions in that layer's kernel (:func:`snnjax.estimators.gradient_probe`).
+Restores a checkpoint of WORKDIR (the best by default, as in every analysis
+command) and, for every conv and dense layer in depth order, compares the
+surrogate gradient of the SNN's own loss with central finite differences of the
+true spiking loss along random directions in that layer's kernel
+(:func:`snnjax.estimators.gradient_probe`). Each row names the neuron whose
+spikes the layer reads (e.g. conv2 reads sn1), as snnjax.evaluate's tables do.
 When the run has Surrogate Module Learning heads, each head's loss and the
 full SML loss are compared too (cosine against the same finite differences):
 does the head's gradient point where the true SNN loss goes down?
 
 The loss is evaluated as training sees it: train mode (BatchNorm batch
 statistics, SML heads on), on ``--batches`` un-augmented batches of the
-training split in file order, averaged. The SNN's loss is the task loss
-without SML (CE on the time-mean logits, or TET if the run used it).
+training split (or --split) in file order, averaged. The SNN's loss is the
+task loss without SML (CE on the time-mean logits, or TET if the run used it).
 Writes a Markdown table (--out) and a plot of cosine vs layer depth (--plot).
 
     python -m snnjax.probe --workdir DIR --batches 1 --directions 32 \
@@ -20,10 +22,10 @@ Writes a Markdown table (--out) and a plot of cosine vs layer depth (--plot).
 
 from __future__ import annotations
 
-import argparse
 import math
 import pathlib
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,9 +33,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from tqdm import tqdm
 
 from snnjax import data, energy, estimators, evaluate, losses
-from snnjax.train import steps
+from snnjax.train import loop, steps
 
 
 def probe_losses(model: Any, config: ml_collections.ConfigDict, variables: Mapping[str, Any],
@@ -68,10 +71,17 @@ def probe_losses(model: Any, config: ml_collections.ConfigDict, variables: Mappi
   return snn_loss, references
 
 
-def _batches(config: ml_collections.ConfigDict, count: int, batch_size: int) -> list[dict]:
-  """The first ``count`` un-augmented batches of the training split (padding rows removed)."""
-  pipeline = data.create_dataset(config.data, config.data.train_split, batch_size=batch_size,
-                                 seed=config.seed, shard_index=0, shard_count=1, train=False)
+def _batches(config: ml_collections.ConfigDict, split: str, count: int,
+             batch_size: int) -> list[dict]:
+  """The first ``count`` un-augmented batches of ``split`` (padding rows removed).
+
+  Announces the split and how much of it is used; ValueError names a bad --split.
+  """
+  try:
+    pipeline = data.create_dataset(config.data, split, batch_size=batch_size, seed=config.seed,
+                                   shard_index=0, shard_count=1, train=False)
+  except ValueError as e:
+    raise ValueError(f"--split {split!r}: {evaluate.one_line(e)}") from None
   batches = []
   for batch in iter(pipeline.dataset):
     keep = np.asarray(batch["mask"], bool)
@@ -80,32 +90,101 @@ def _batches(config: ml_collections.ConfigDict, count: int, batch_size: int) -> 
                     "label": jnp.asarray(np.asarray(batch["label"])[keep])})
     if len(batches) == count:
       break
+  used = sum(len(b["label"]) for b in batches)
+  loop.announce(f"split {split!r}: probing on its first {used:,} of {pipeline.num_examples:,} "
+                f"examples ({_count(len(batches), 'batch', 'batches')} "
+                f"of {batch_size})")
   return batches
 
 
-def probe_workdir(workdir: str | pathlib.Path, *, which: str = "latest", num_batches: int = 1,
-                  batch_size: int = 0, num_directions: int = 32, step_size: float = 0.05,
-                  seed: int = 0) -> dict[str, Any]:
-  """Restores a run and probes every conv/dense layer; returns step, config and results."""
+def _count(n: int, noun: str, plural: str = "") -> str:
+  """'1 gradient', '3 gradients'; ``plural`` for nouns that do not take an s."""
+  return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+class _Progress:
+  """Counts the probe's loss evaluations (a host callback in each); a bar and a line per layer.
+
+  gradient_probe first takes the gradients (the SNN loss's and each
+  reference's), then evaluates the loss twice per direction, layer by layer.
+  """
+
+  def __init__(self, layers: Sequence[str], gradients: int, directions: int):
+    self.layers, self.gradients, self.per_layer = list(layers), gradients, 2 * directions
+    self.done, self.started = 0, time.perf_counter()
+    total = gradients + self.per_layer * len(self.layers)
+    loop.announce(f"probing {len(self.layers)} layers: {_count(gradients, 'gradient')}, then "
+                  f"{total - gradients} loss evaluations (the first of each compiles) ...")
+    self.bar = tqdm(total=total, desc="probe", unit="loss", leave=False, dynamic_ncols=True,
+                    disable=not evaluate.show_bars())
+
+  def wrap(self, loss_fn: Callable) -> Callable:
+    """``loss_fn`` that ticks once per evaluation of its compiled form (or of its gradient)."""
+    def counted(params):
+      loss = loss_fn(params)
+      jax.debug.callback(self.tick)
+      return loss
+    return counted
+
+  def tick(self) -> None:
+    self.done += 1
+    self.bar.update(1)
+    layer, within = divmod(self.done - self.gradients, self.per_layer)
+    if self.done == self.gradients:
+      self._line(_count(self.gradients, "gradient"))
+    elif self.done > self.gradients and within == 0:
+      self._line(f"layer {layer}/{len(self.layers)}, {self.layers[layer - 1]}")
+
+  def _line(self, what: str) -> None:
+    loop.announce(f"probed {what}: {time.perf_counter() - self.started:.1f} s")
+    self.started = time.perf_counter()
+
+  def close(self) -> None:
+    self.bar.close()
+
+
+def probe_workdir(workdir: str | pathlib.Path, *, which: str = "best", split: str | None = None,
+                  num_batches: int = 1, batch_size: int | None = None, num_directions: int = 32,
+                  step_size: float = 0.05, seed: int = 0) -> dict[str, Any]:
+  """Restores a run and probes every conv/dense layer; returns step, config, results, inputs.
+
+  ``split`` defaults to the run's training split, ``batch_size`` to its
+  batch_size; "inputs" maps each probed layer to what it reads
+  (:func:`snnjax.energy.input_label`, e.g. "sn1 spikes").
+  """
   if num_batches < 1:
     raise ValueError(f"--batches={num_batches} must be >= 1.")
+  if num_directions < 2:
+    raise ValueError(f"--directions={num_directions} must be >= 2 for a confidence interval.")
+  if not step_size > 0:
+    raise ValueError(f"--step-size={step_size} must be > 0.")
   config, exp, state, step = evaluate.restore_run(workdir, which)
   state = jax.device_get(state)
-  batches = _batches(config, num_batches, batch_size or config.batch_size)
+  batches = _batches(config, split or config.data.train_split, num_batches,
+                     batch_size or config.batch_size)
   variables = {"batch_stats": state.batch_stats, "surrogate": state.surrogate}
   key = jax.random.key(seed)
   snn_loss, references = probe_losses(exp.model, config, variables, batches,
                                       jax.random.fold_in(key, 1))
   sample = steps.model_input(batches[0]["image"])
-  calls = energy.record_layers(exp.model, {**variables, "params": state.params}, sample,
-                               T=config.model.T, batch_size=len(batches[0]["label"]), train=False)
+  with evaluate.phase("recording the layers' order and inputs on one batch"):
+    calls = energy.record_layers(exp.model, {**variables, "params": state.params}, sample,
+                                 T=config.model.T, batch_size=len(batches[0]["label"]),
+                                 train=False)
   with_kernel = set(estimators.kernel_layers(state.params))
-  order = [c.name for c in calls if c.name in with_kernel]
-  order = list(dict.fromkeys(order))  # a layer called twice is probed once
-  results = estimators.gradient_probe(
-      snn_loss, state.params, key, num_directions, step_size, layers_to_probe=order,
-      reference_loss_fns=references)
-  return {"step": step, "config": config, "results": results}
+  inputs = {}
+  for call in calls:  # a layer called twice is probed once
+    if call.name in with_kernel:
+      inputs.setdefault(call.name, energy.input_label(call))
+  progress = _Progress(list(inputs), 1 + len(references), num_directions)
+  try:
+    results = estimators.gradient_probe(
+        progress.wrap(snn_loss), state.params, key, num_directions, step_size,
+        layers_to_probe=list(inputs),
+        reference_loss_fns={n: progress.wrap(fn) for n, fn in references.items()})
+  finally:
+    progress.close()
+  return {"step": step, "config": config, "results": results, "inputs": inputs}
 
 
 def _interval(value: float, ci: tuple[float, float]) -> str:
@@ -114,19 +193,24 @@ def _interval(value: float, ci: tuple[float, float]) -> str:
   return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def format_table(results: Sequence[estimators.LayerProbe], title: str = "") -> str:
-  """Markdown: one row per layer in depth order, intervals in brackets."""
+def format_table(results: Sequence[estimators.LayerProbe], title: str = "",
+                 inputs: Mapping[str, str] | None = None) -> str:
+  """Markdown: one row per layer in depth order, intervals in brackets.
+
+  ``inputs``: {layer: what it reads}, e.g. "sn1 spikes" (an "input" column).
+  """
   refs = list(results[0].references) if results else []
+  inputs = inputs or {}
   lines = [f"# {title}", ""] if title else []
   lines += [
       "Surrogate directional derivatives g.d vs central finite differences of the true "
       "(spiking) loss along random unit directions d of each kernel; intervals are 95% "
       "percentile-bootstrap intervals over directions.", "",
-      "| depth | layer | entries | eps | cosine | relative error |"
+      "| depth | layer | input | entries | eps | cosine | relative error |"
       + "".join(f" cosine ({r}) |" for r in refs),
-      "|---:|---|---:|---:|---|---|" + "---|" * len(refs)]
+      "|---:|---|---|---:|---:|---|---|" + "---|" * len(refs)]
   for depth, r in enumerate(results, 1):
-    cells = [str(depth), r.layer, str(r.size), f"{r.step_size:.3g}",
+    cells = [str(depth), r.layer, inputs.get(r.layer, "-"), str(r.size), f"{r.step_size:.3g}",
              _interval(r.cosine, r.cosine_ci), _interval(r.relative_error, r.relative_error_ci)]
     cells += [_interval(*r.references[name]) for name in refs]
     lines.append("| " + " | ".join(cells) + " |")
@@ -168,17 +252,13 @@ def plot(results: Sequence[estimators.LayerProbe], path: str | pathlib.Path,
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--workdir", required=True, type=pathlib.Path)
-  parser.add_argument("--checkpoint", default="latest", choices=("best", "latest"))
-  parser.add_argument("--batches", type=int, default=1)
-  parser.add_argument("--batch-size", type=int, default=0, help="0 = the run's batch_size")
-  parser.add_argument("--directions", type=int, default=32)
-  parser.add_argument("--step-size", type=float, default=0.05,
-                      help="eps relative to each kernel's norm")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", type=pathlib.Path, default=None, help="Markdown table")
-  parser.add_argument("--plot", type=pathlib.Path, default=None, help="PNG plot")
+  parser = evaluate.command_parser("probe", __doc__, split="train_split", seed=True, plot=True)
+  parser.add_argument("--batches", type=evaluate.positive_int, default=1, metavar="N",
+                      help="batches the loss averages over")
+  parser.add_argument("--directions", type=int, default=32, metavar="K",
+                      help="random directions per layer (>= 2)")
+  parser.add_argument("--step-size", type=float, default=0.05, metavar="EPS",
+                      help="finite-difference eps relative to each kernel's norm")
   args = parser.parse_args(argv)
   def title(result):
     c = result["config"]
@@ -187,10 +267,11 @@ def main(argv=None) -> int:
             f"eps = {args.step_size:g} x ||W||")
 
   return evaluate.report_main(
-      lambda: probe_workdir(args.workdir, which=args.checkpoint, num_batches=args.batches,
-                            batch_size=args.batch_size, num_directions=args.directions,
-                            step_size=args.step_size, seed=args.seed),
-      title, format_table, plot, args.out, args.plot)
+      lambda: probe_workdir(args.workdir, which=args.checkpoint, split=args.split,
+                            num_batches=args.batches, batch_size=args.batch_size,
+                            num_directions=args.directions, step_size=args.step_size,
+                            seed=args.seed),
+      lambda r: format_table(r["results"], title(r), r["inputs"]), plot, args.out, args.plot)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ pipeline yields normalised float32 z = (x - mean) / std (after any eval
 resize / centre crop). The noise is applied to the image the network sees:
 x = z * std + mean (the exact inverse of that affine map, so x is in [0, 1]
 up to float rounding), noise, clip to [0, 1], z' = (x' - mean) / std, with
-the config's mean and std. Strength 0 returns the clean batch unchanged.
-Event data (counts, not images) is rejected.
+the config's mean and std. Strength 0 returns the clean batch unchanged, so
+the clean split is evaluated once and its accuracy is every noise's strength-0
+row. Event data (counts, not images) is rejected.
 
     python -m snnjax.robustness --workdir DIR --gaussian 0,0.05,0.1 \
         --salt-pepper 0,0.02,0.05 --out docs/robustness.md --plot docs/robustness.png
@@ -105,6 +106,10 @@ class _NoisyData:
   std: Array
 
   @property
+  def steps_per_epoch(self) -> int:
+    return self.data.steps_per_epoch
+
+  @property
   def dataset(self) -> Iterable[dict]:
     for i, batch in enumerate(iter(self.data.dataset)):
       image = noisy_normalized(jnp.asarray(batch["image"]), self.strength,
@@ -117,11 +122,16 @@ def accuracy_under_noise(evaluate: Callable[[Any], Mapping[str, float]], data: A
                          noises: Mapping[str, Sequence[float]], key: Array,
                          mean: Sequence[float], std: Sequence[float]
                          ) -> dict[str, dict[float, float]]:
-  """{noise: {strength: test accuracy}} over one pass of ``data`` per strength.
+  """{noise: {strength: test accuracy}} over one pass of ``data`` per distinct setting.
+
+  Strength 0 is the clean data whatever the noise: ``data`` is evaluated once,
+  unchanged, and that accuracy fills every noise's strength-0 entry.
 
   Args:
     evaluate: pipeline-like object -> metrics with "test_accuracy" (e.g.
-      ``lambda d: loop.evaluate(eval_step, state, d, mesh)``); it iterates ``d.dataset``.
+      ``lambda d: loop.evaluate(eval_step, state, d, mesh)``); it iterates
+      ``d.dataset``; it gets ``data`` itself for the clean pass, else a stand-in
+      with ``kind`` and ``strength`` attributes.
     data: the eval pipeline (normalised images).
     noises: {"gaussian": sigmas, "salt_pepper": amounts}.
     key: PRNG key; every (noise, strength) draws from its own fold of it,
@@ -132,12 +142,18 @@ def accuracy_under_noise(evaluate: Callable[[Any], Mapping[str, float]], data: A
     check_noise(kind, strengths)
   mean_a, std_a = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
   key = jax.random.fold_in(key, jax.process_index())
+  clean: list[float] = []  # evaluated on first use
   results: dict[str, dict[float, float]] = {}
   for n, (kind, strengths) in enumerate(noises.items()):
     results[kind] = {}
-    for strength in strengths:
-      noisy = _NoisyData(data, kind, float(strength), jax.random.fold_in(key, n), mean_a, std_a)
-      results[kind][float(strength)] = float(evaluate(noisy)["test_accuracy"])
+    for strength in map(float, strengths):
+      if strength == 0:
+        if not clean:
+          clean.append(float(evaluate(data)["test_accuracy"]))
+        results[kind][strength] = clean[0]
+        continue
+      noisy = _NoisyData(data, kind, strength, jax.random.fold_in(key, n), mean_a, std_a)
+      results[kind][strength] = float(evaluate(noisy)["test_accuracy"])
   return results
 
 
@@ -173,43 +189,61 @@ def plot(results: Mapping[str, Mapping[float, float]], path: str | pathlib.Path,
 
 
 def evaluate_workdir(workdir: str | pathlib.Path, noises: Mapping[str, Sequence[float]],
-                     which: str = "best", seed: int = 0) -> dict[str, Any]:
-  """Restores a run's checkpoint (as snnjax.evaluate does) and measures accuracy under noise."""
+                     which: str = "best", seed: int = 0, split: str | None = None,
+                     batch_size: int | None = None) -> dict[str, Any]:
+  """Restores a run's checkpoint (as snnjax.evaluate does) and measures accuracy under noise.
+
+  ``split`` defaults to the run's eval split, ``batch_size`` to its batch_size.
+  """
   for kind, strengths in noises.items():
     check_noise(kind, strengths)
-  if config_lib.load_saved_config(pathlib.Path(workdir)).data.source == "events":
+  config = config_lib.load_saved_config(evaluate.check_run_dir(workdir))
+  if config.data.source == "events":
     raise ValueError("noise robustness is defined for images in [0, 1]; this run trains on "
                      "event frames (config.data.source='events').")
   config, exp, state, step = evaluate.restore_run(workdir, which)
+  split = split or config.data.eval_split
+  pipeline = evaluate.split_pipeline(config, exp, split, batch_size)
   transform, _ = data.make_transform(
-      config.data, data.create_source(config.data, config.data.eval_split), train=False)
-  eval_step = loop.compiled_eval_step(exp)
-  results = accuracy_under_noise(lambda d: loop.evaluate(eval_step, state, d, exp.mesh),
-                                 exp.test_data, noises, jax.random.key(seed),
-                                 transform.mean, transform.std)
+      config.data, data.create_source(config.data, split), train=False)
+  eval_step = loop.LazyCompiled("eval step", loop.compiled_eval_step(exp))
+  results = accuracy_under_noise(
+      lambda d: evaluate.evaluate_pass(eval_step, state, d, exp.mesh, _describe(d)),
+      pipeline, noises, jax.random.key(seed), transform.mean, transform.std)
   return {"step": step, "config": config, "results": results}
 
 
+def _describe(pipeline: Any) -> str:
+  """"gaussian 0.1" for a noisy stand-in, "clean" for the pipeline itself."""
+  if isinstance(pipeline, _NoisyData):
+    return f"{pipeline.kind} {pipeline.strength:g}"
+  return "clean"
+
+
 def _floats(text: str) -> list[float]:
+  """A comma-separated list of numbers, e.g. "0,0.05,0.1" (argparse type)."""
   try:
     return [float(v) for v in text.split(",") if v.strip()]
   except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a comma-separated list of numbers, e.g. 0,0.05,0.1") from None
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--workdir", required=True, type=pathlib.Path)
-  parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
-  parser.add_argument("--gaussian", type=_floats, default=[0.0, 0.05, 0.1],
-                      help="comma-separated sigmas on the 0..1 pixel scale")
-  parser.add_argument("--salt-pepper", type=_floats, default=[0.0, 0.02, 0.05],
-                      help="comma-separated fractions of pixels replaced")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", type=pathlib.Path, default=None, help="Markdown table")
-  parser.add_argument("--plot", type=pathlib.Path, default=None, help="PNG plot")
+  parser = evaluate.command_parser("robustness", __doc__, seed=True, plot=True)
+  parser.add_argument("--gaussian", type=_floats, default="0,0.05,0.1", metavar="S,...",
+                      help="comma-separated sigmas on the 0..1 pixel scale ('' for none)")
+  parser.add_argument("--salt-pepper", type=_floats, default="0,0.02,0.05", metavar="A,...",
+                      help="comma-separated fractions of pixels replaced ('' for none)")
   args = parser.parse_args(argv)
   noises = {k: v for k, v in (("gaussian", args.gaussian), ("salt_pepper", args.salt_pepper)) if v}
+  for kind, strengths in noises.items():
+    try:
+      check_noise(kind, strengths)
+    except ValueError as e:
+      parser.error(f"argument --{kind.replace('_', '-')}: {str(e).rstrip('.')}")
+  if not noises:
+    parser.error("--gaussian and --salt-pepper are both empty; give at least one strength")
   def title(result):
     c = result["config"]
     dataset = c.data.name if c.data.source in ("tfds", "cifar_python") else c.data.source
@@ -217,8 +251,9 @@ def main(argv=None) -> int:
             f"checkpoint step {result['step']}")
 
   return evaluate.report_main(
-      lambda: evaluate_workdir(args.workdir, noises, args.checkpoint, args.seed),
-      title, format_table, plot, args.out, args.plot)
+      lambda: evaluate_workdir(args.workdir, noises, args.checkpoint, args.seed, args.split,
+                               args.batch_size),
+      lambda r: format_table(r["results"], title(r)), plot, args.out, args.plot)
 
 
 if __name__ == "__main__":

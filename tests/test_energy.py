@@ -98,7 +98,7 @@ def test_format_report_is_a_markdown_table():
   text = energy.format_report(energy.energy_report(model, variables, x, T=T), unit="pJ")
   lines = text.splitlines()
   assert lines[0].startswith("| layer |") and "E_SNN (pJ)" in lines[0]
-  assert any(line.startswith("| Dense_1 | dense | spikes | 0.5000 |") for line in lines)
+  assert any(line.startswith("| Dense_1 | dense | LIF_0 spikes | 0.5000 |") for line in lines)
   assert "E_SNN = 28 pJ" in text and "E_ANN = 64 pJ" in text
   with pytest.raises(ValueError, match="unit"):
     energy.format_report(energy.EnergyReport(layers=()), unit="kWh")
@@ -130,3 +130,46 @@ def test_firing_rates_from_intermediates():
   # u = u/2 + x: x = [0, .6, 1.2, 2] fires at rates [0, 1/4, 1, 1] (0.6 fires at t=2 only),
   # 2x = [0, 1.2, 2.4, 4] at [0, 1, 1, 1]; the block's two calls average to (0.5625 + 0.75) / 2.
   assert float(rates["Nested_0/LIF_0"]) == pytest.approx((0.5625 + 0.75) / 2)
+
+
+# --- Which neuron each layer reads: the names evaluate's tables share -------------------------
+
+
+class Residual(nn.Module):
+  """stem -> sn_a -> (conv -> sn_b) and a 1x1 shortcut that reads sn_a after sn_b ran; pooled."""
+
+  @nn.compact
+  def __call__(self, x):
+    a = layers.LIF(name="sn_a")(nn.Dense(6, name="stem")(layers.repeat_over_time(x, T)))
+    b = layers.LIF(name="sn_b")(nn.Dense(6, name="conv")(a))
+    shortcut = nn.Dense(6, name="shortcut")(a)              # reads sn_a, not the latest neuron
+    merged = layers.LIF(name="sn_c")(nn.Dense(6, name="merge")(b) + shortcut)
+    pooled = jnp.max(merged.reshape(T, B, 3, 2), axis=-1)   # spikes, but not sn_c's own
+    return layers.time_mean(nn.Dense(3, name="head")(merged.reshape(T * B, 6))
+                            .reshape(T, B, 3) + nn.Dense(3, name="pooled")(pooled))
+
+
+def test_each_layer_names_the_neuron_whose_spikes_it_reads():
+  x = jnp.asarray([[2.0, -1.0, 0.5, 3.0]] * B)
+  model = Residual()
+  variables = model.init(jax.random.key(0), x)
+  calls = {c.name: c for c in energy.record_layers(model, variables, x, T=T)}
+  assert calls["stem"].source is None and not calls["stem"].spiking
+  assert (calls["conv"].source, calls["shortcut"].source) == ("sn_a", "sn_a")
+  assert calls["merge"].source == "sn_b"
+  assert calls["head"].source == "sn_c"           # reshaped to [T*B, ...]: still sn_c's spikes
+  assert calls["pooled"].spiking and calls["pooled"].source is None
+  assert energy.input_label(calls["shortcut"]) == "sn_a spikes"
+  assert energy.input_label(calls["pooled"]) == "spikes"
+  assert energy.input_label(calls["stem"]) == "analog"
+  assert energy.neuron_feeds(list(calls.values())) == {
+      "sn_a": ["conv", "shortcut"], "sn_b": ["merge"], "sn_c": ["head"]}
+
+
+def test_at_rates_charges_layers_at_their_source_neurons_rates():
+  model, variables, x = _two_layer([[1, 1, 0, 0], [0, 0, 0, 0]])
+  calls = energy.record_layers(model, variables, x, T=T)
+  assert calls[1].source == "LIF_0"
+  first, second = energy.at_rates(calls, {"LIF_0": 0.25, "other": 0.9})
+  assert first == calls[0] and second.input_rate == 0.25
+  assert energy.layer_energy(second).acs == 12 * 0.25 * T

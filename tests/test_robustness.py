@@ -72,10 +72,17 @@ def _evaluate(data):
   return {"test_accuracy": correct / count}
 
 
-def test_accuracy_under_noise_sweeps_every_strength():
+def test_accuracy_under_noise_sweeps_every_strength_and_the_clean_data_once():
+  clean, passes = _Data(), []
+
+  def counted(data):
+    passes.append("clean" if data is clean else f"{data.kind} {data.strength:g}")
+    return _evaluate(data)
+
   results = robustness.accuracy_under_noise(
-      _evaluate, _Data(), {"gaussian": [0.0, 0.05], "salt_pepper": [0.0, 1.0]},
+      counted, clean, {"gaussian": [0.0, 0.05], "salt_pepper": [0.0, 1.0]},
       jax.random.key(0), MEAN, STD)
+  assert passes == ["clean", "gaussian 0.05", "salt_pepper 1"]
   assert list(results) == ["gaussian", "salt_pepper"]
   assert results["gaussian"] == {0.0: 1.0, 0.05: 1.0}
   assert results["salt_pepper"][0.0] == 1.0
