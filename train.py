@@ -143,14 +143,15 @@ def main(argv):
   if _NUM_PROCESSES.value or _COORDINATOR.value or _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
-  logging.getLogger("snnjax").setLevel(logging.INFO)
   absl_logging.set_verbosity(absl_logging.WARNING)
+  from snnjax import console
   from snnjax.train import failures, loop
   failures.quiet_background_writer_noise()
   from snnjax.train import preemption, workdir_lock
   try:
-    result = loop.train_and_evaluate(config, _WORKDIR.value,
-                                     allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+    with console.snnjax_log_lines(logging.INFO):
+      result = loop.train_and_evaluate(config, _WORKDIR.value,
+                                       allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   except (ValueError, OSError, loop.NonFiniteLossError, loop.WorkdirBusyError,
           workdir_lock.WorkdirLockedError) as e:
     if os.environ.get("SNNJAX_TRACEBACK"):

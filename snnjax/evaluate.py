@@ -23,7 +23,7 @@ from typing import Any
 
 import jax
 
-from snnjax import data, energy
+from snnjax import console, data, energy
 from snnjax.train import checkpoint, loop, steps
 from snnjax.train import config as config_lib
 
@@ -113,28 +113,14 @@ def quiet_logs() -> Iterator[None]:
   nothing to act on. What does matter, e.g. a damaged checkpoint skipped, is
   logged by snnjax.train.checkpoint and still shows. Restores the loggers on exit.
   """
-  absl_log, snnjax_log = logging.getLogger("absl"), logging.getLogger("snnjax")
-  saved = absl_log.level, snnjax_log.level, snnjax_log.propagate
-  handler = logging.StreamHandler(sys.stderr)
-  handler.setFormatter(_LevelColonMessage())
+  absl_log = logging.getLogger("absl")
+  saved = absl_log.level
   absl_log.setLevel(logging.ERROR)
-  snnjax_log.setLevel(logging.WARNING)
-  snnjax_log.propagate = False
-  snnjax_log.addHandler(handler)
   try:
-    yield
+    with console.snnjax_log_lines(logging.WARNING):
+      yield
   finally:
-    snnjax_log.removeHandler(handler)
-    absl_log.setLevel(saved[0])
-    snnjax_log.setLevel(saved[1])
-    snnjax_log.propagate = saved[2]
-
-
-class _LevelColonMessage(logging.Formatter):
-  """``warning: message``, as the commands' ``error: message`` lines."""
-
-  def format(self, record: logging.LogRecord) -> str:
-    return f"{record.levelname.lower()}: {record.getMessage()}"
+    absl_log.setLevel(saved)
 
 
 def show_bars() -> bool:

@@ -407,8 +407,8 @@ def test_probe_report_table_and_plot(tmp_path):
   table = probe.format_table(results, "probe")
   rows = [line for line in table.splitlines() if line.startswith("| ")]
   assert len(rows) == 3 and "cosine (head_1)" in rows[0]
-  assert rows[1] == ("| 1 | conv1 | 10 | 0.1 | 0.800 [0.700, 0.800] | 0.500 [0.400, 0.600] "
-                     "| 0.900 [0.850, 0.950] |")
+  assert rows[1] == ("| 1 | conv1 | - | 10 | 0.1 | 0.800 [0.700, 0.800] | 0.500 [0.400, 0.600] "
+                     "| 0.900 [0.850, 0.950] |")  # "-": no recorded input of this layer
   assert rows[2].startswith("| 2 | fc |") and rows[2].endswith("| n/a |")
   probe.plot(results, tmp_path / "probe.png")
   assert (tmp_path / "probe.png").stat().st_size > 1000

@@ -17,8 +17,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from tensorboardX import event_file_writer, summary
-from tensorboardX.proto import event_pb2
 
 from snnjax.train import failures
 
@@ -79,6 +77,8 @@ class MetricWriter:
     with failures.reported_as_write_failure("metrics", self.path, OSError):
       self._file.write(json.dumps(record) + "\n")
       self._file.flush()
+    from tensorboardX import summary  # pylint: disable=import-outside-toplevel  # 1.4 s import
+    from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
     summaries = [summary.scalar(f"{kind}/{name}", value)
                  for name, value in record.items()
                  if isinstance(value, (int, float)) and name != "step"]
@@ -103,6 +103,8 @@ class MetricWriter:
 
 def _events_writer(folder: pathlib.Path, purge_step: int):
   """A synchronous TensorBoard event file whose first event discards older events >= purge_step."""
+  from tensorboardX import event_file_writer  # pylint: disable=import-outside-toplevel
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
   folder.mkdir(parents=True, exist_ok=True)
   writer = event_file_writer.EventsWriter(  # a unique name: one file per run start
       str(folder / "events"), filename_suffix=f".{os.getpid()}.{time.time_ns()}")
