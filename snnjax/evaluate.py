@@ -24,7 +24,7 @@ from typing import Any
 import jax
 
 from snnjax import console, data, energy
-from snnjax.train import checkpoint, loop, steps
+from snnjax.train import checkpoint, loop, run_summary, steps
 from snnjax.train import config as config_lib
 
 CHECKPOINTS = ("best", "latest")
@@ -189,6 +189,10 @@ def restore_run(workdir: str | pathlib.Path, which: str = "best"):
   loop.announce(f"restored checkpoint step {step} ({which}"
                 + (f", test accuracy {accuracy:.4f} when saved" if accuracy is not None else "")
                 + f") from {workdir / 'checkpoints'}")
+  for name, text in (("devices", run_summary.devices_line(exp.mesh)),
+                     ("model", run_summary.model_line(config.model)),
+                     ("params", run_summary.params_line(exp.template.params))):
+    loop.announce(f"{name:<9} {text}")
   return config, exp, state, step
 
 
