@@ -103,10 +103,12 @@ def test_evaluate_command_prints_progress_no_warnings_and_matching_names(workdir
   lines = result.stdout.splitlines()
   assert re.fullmatch(r"restored checkpoint step 2 \(best, test accuracy [\d.]+ when saved\) "
                       r"from .*checkpoints", lines[0]), lines[0]
-  assert lines[1] == "split 'test': 64 examples, 4 batches of 16"
-  assert lines[2] == "compiling eval step ..."
-  assert re.fullmatch(r"compiled eval step in [\d.]+ s", lines[3]), lines[3]
-  assert re.fullmatch(r"evaluation: test accuracy [\d.]+ \([\d.]+ s\)", lines[4]), lines[4]
+  assert [line.split()[0] for line in lines[1:4]] == ["devices", "model", "params"]
+  assert lines[1] == "devices   8 x cpu, 1 process; mesh data=8"
+  assert lines[4] == "split 'test': 64 examples, 4 batches of 16"
+  assert lines[5] == "compiling eval step ..."
+  assert re.fullmatch(r"compiled eval step in [\d.]+ s", lines[6]), lines[6]
+  assert re.fullmatch(r"evaluation: test accuracy [\d.]+ \([\d.]+ s\)", lines[7]), lines[7]
 
   # The firing-rate list (neuron, rate, the layers it feeds) and the energy table (layer,
   # "<neuron> spikes", rate) name the same pairs with the same rates.
@@ -132,7 +134,7 @@ def test_probe_names_layers_as_evaluate_does_with_progress_and_no_warnings(workd
   assert not THIRD_PARTY_NOISE.search(err), err
   lines = out.splitlines()
   assert lines[0].startswith("restored checkpoint step 2 (best, ")
-  assert lines[1] == "split 'train': probing on its first 8 of 512 examples (1 batch of 8)"
+  assert lines[4] == "split 'train': probing on its first 8 of 512 examples (1 batch of 8)"
   assert "probing 4 layers: 1 gradient, then 16 loss evaluations" in out
   assert re.search(r"^probed layer 4/4, fc: [\d.]+ s$", out, re.M), out
   rows = table_rows(out, "| depth | layer | input |")
