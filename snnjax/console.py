@@ -1,4 +1,5 @@
-"""How snnjax's command-line programs print snnjax's own log records: one plain line each.
+"""How snnjax's command-line programs print: snnjax's log records as one plain line each, and
+progress bars only where a person watches.
 
     warning: checkpoint step 40 is unreadable (checksums.json: ...); skipped it
     config.json changed; the previous one is kept as config_history/config.<time>.json
@@ -41,3 +42,8 @@ def snnjax_log_lines(level: int = logging.INFO) -> Iterator[None]:
     log.removeHandler(handler)
     log.setLevel(saved[0])
     log.propagate = saved[1]
+
+
+def on_terminal() -> bool:
+  """True when stderr (where progress bars go) is a terminal; a log file gets lines alone."""
+  return sys.stderr.isatty()

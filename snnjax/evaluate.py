@@ -125,7 +125,7 @@ def quiet_logs() -> Iterator[None]:
 
 def show_bars() -> bool:
   """Progress bars on process 0 when stderr is a terminal; a log file gets the lines alone."""
-  return jax.process_index() == 0 and sys.stderr.isatty()
+  return jax.process_index() == 0 and console.on_terminal()
 
 
 @contextlib.contextmanager

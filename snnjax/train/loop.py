@@ -33,7 +33,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from snnjax import data, estimators
+from snnjax import console, data, estimators
 from snnjax.train import checkpoint, failures, metrics, optim, preemption, run_summary, sharding
 from snnjax.train import steps
 from snnjax.train import workdir_lock
@@ -379,7 +379,8 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
         flush_train_metrics()
         eval_step.compile(state, eval_batch_spec(exp))
         started = time.perf_counter()
-        last_eval = evaluate(eval_step, state, test_data, mesh, progress=bar_enabled)
+        last_eval = evaluate(eval_step, state, test_data, mesh,
+                             progress=bar_enabled and console.on_terminal())
         last_eval["epoch"] = step / train_data.steps_per_epoch
         writer.write("eval", step, last_eval)
         announce(f"step {step}: test accuracy {last_eval['test_accuracy']:.4f}, test loss "
@@ -402,7 +403,8 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
     flush_train_metrics()
     if not last_eval and not preempted:  # resumed a finished run: report its final accuracy again
       eval_step.compile(state, eval_batch_spec(exp))
-      last_eval = evaluate(eval_step, state, test_data, mesh, progress=bar_enabled)
+      last_eval = evaluate(eval_step, state, test_data, mesh,
+                           progress=bar_enabled and console.on_terminal())
     with checkpoint_writes():
       checkpointer.wait_until_finished()
   finally:
