@@ -53,7 +53,7 @@ def table_rows(text, header):
   for line in lines[start + 2:]:
     if not line.startswith("|"):
       break
-    rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
   return rows
 
 

@@ -253,18 +253,10 @@ def test_controller_updates_only_every_n_steps_and_layers_with_a_fraction():
   assert float(widened["sn2"]["gamma"]) == 0.5
 
 
-def _estimator_config(**overrides):
-  c = estimators.default_config()
-  for key, value in overrides.items():
-    group, name = key.split(".")
-    c[group][name] = value
-  return c
-
-
 def test_estimator_metrics_name_every_logged_scalar():
   state = {"sn1": {"gamma": jnp.float32(0.5)}, "b": {"sn2": {"gamma": jnp.float32(0.25)}}}
   grads = {"conv1": {"kernel": jnp.asarray([0.0, 1.0])}}
-  steered = _estimator_config(**{"chi.enabled": True})
+  steered = _config(**{"chi.enabled": True})
   metrics = estimators.estimator_metrics(state, "triangle", steered, grads,
                                          {"sn1": jnp.float32(0.4)})
   assert {k: float(v) for k, v in metrics.items()} == {
@@ -275,15 +267,15 @@ def test_estimator_metrics_name_every_logged_scalar():
 def test_estimator_metrics_leave_out_what_cannot_change():
   state = {"sn1": {"alpha": jnp.float32(2.0)}}
   grads = {"conv1": {"kernel": jnp.asarray([0.0, 1.0])}}
-  off = _estimator_config()
+  off = _config()
   assert estimators.estimator_metrics(state, "atan", off, grads) == {}
-  asked = estimators.estimator_metrics(state, "atan", _estimator_config(**{"chi.log": True}), grads)
+  asked = estimators.estimator_metrics(state, "atan", _config(**{"chi.log": True}), grads)
   assert set(asked) == {"chi/conv1"}
-  scheduled = _estimator_config(**{"schedule.param": "alpha", "schedule.kind": "linear"})
+  scheduled = _config(**{"schedule.param": "alpha", "schedule.kind": "linear"})
   assert set(estimators.estimator_metrics(state, "atan", scheduled, grads)) == {
       "surrogate/sn1/alpha"}
   gsg = {"sn1": {"beta": jnp.float32(1.0)}}
-  assert set(estimators.estimator_metrics(gsg, "gsg_tanh", _estimator_config(**{
+  assert set(estimators.estimator_metrics(gsg, "gsg_tanh", _config(**{
       "schedule.param": "beta"}), grads)) == {"surrogate/sn1/beta"}
 
 

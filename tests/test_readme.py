@@ -27,6 +27,7 @@ import textwrap
 import tomllib
 
 import pytest
+from test_analysis_commands import table_rows
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -254,14 +255,7 @@ def load_config(name: str, *args):
 
 def table(header: str) -> list[list[str]]:
   """The cells of each body row of the README table whose header row starts with ``header``."""
-  lines = README.splitlines()
-  start = next(i for i, line in enumerate(lines) if line.startswith(header))
-  rows = []
-  for line in lines[start + 2:]:
-    if not line.startswith("|"):
-      break
-    rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-  return rows
+  return table_rows(README, header)
 
 
 def _has_key(config, dotted: str) -> bool:
