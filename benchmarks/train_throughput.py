@@ -1,6 +1,6 @@
 """Training throughput of one spiking ResNet-19 step in snnjax, SpikingJelly, snnTorch and Spyx.
 
-The same step everywhere: ResNet-19 (METHODS.md section 6) with a width
+The same step everywhere: ResNet-19 (docs/methods.md section 6) with a width
 multiplier, 32x32x3 input repeated over T (direct encoding), LIF tau=2,
 decay_input=False, v_reset=0, hard reset, atan(alpha=2) surrogate, BatchNorm
 over the merged T*B axis, CE on the time-mean logits, AdamW (lr 1e-3, weight

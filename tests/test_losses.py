@@ -10,7 +10,7 @@ from snnjax import losses as L
 B, C = 6, 5
 
 
-# Independent NumPy statements of the formulas (METHODS.md section 3, the TET paper).
+# Independent NumPy statements of the formulas (docs/methods.md section 3, the TET paper).
 def _np_log_softmax(z):
   z = z - z.max(axis=-1, keepdims=True)
   return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))

@@ -118,7 +118,7 @@ class BasicBlock(nnx.Module):
 
 
 class ResNet19(nnx.Module):
-  """ResNet-19 of METHODS.md section 6 (see torch_common's docstring), NHWC, time-major inside."""
+  """ResNet-19 of docs/methods.md section 6 (see torch_common's docstring), NHWC, time-major inside."""
 
   def __init__(self, spec: harness.Spec, dtype: Any, rngs: nnx.Rngs):
     c = lambda n: harness.channels(n, spec.width)

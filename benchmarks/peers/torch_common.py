@@ -1,6 +1,6 @@
 """PyTorch side of the benchmark: ResNet-19 built from a framework's layers, and its train step.
 
-The network (METHODS.md section 6), written from the spec for the benchmark,
+The network (docs/methods.md section 6), written from the spec for the benchmark,
 time-major [T, B, C, H, W] inside:
 
     stem    conv3x3(3 -> c64) - BN - SN
