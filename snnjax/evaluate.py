@@ -18,7 +18,7 @@ import logging
 import pathlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -137,11 +137,11 @@ def phase(what: str) -> Iterator[None]:
   loop.announce(f"{what}: {time.perf_counter() - started:.1f} s")
 
 
-def evaluate_pass(eval_step: Callable, state: Any, pipeline: Any, mesh: Any,
-                  what: str) -> dict[str, float]:
+def evaluate_pass(eval_step: Callable, state: Any, batches: Iterable[dict], num_batches: int,
+                  mesh: Any, what: str) -> dict[str, float]:
   """:func:`snnjax.train.loop.evaluate` with a progress bar, then one line: accuracy, seconds."""
   started = time.perf_counter()
-  results = loop.evaluate(eval_step, state, pipeline, mesh, progress=show_bars())
+  results = loop.evaluate(eval_step, state, batches, mesh, num_batches, progress=show_bars())
   loop.announce(f"{what}: test accuracy {results['test_accuracy']:.4f} "
                 f"({time.perf_counter() - started:.1f} s)")
   return results
@@ -280,7 +280,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best", split: st
   split = split or config.data.eval_split
   pipeline = split_pipeline(config, exp, split, batch_size)
   eval_step = loop.LazyCompiled("eval step", loop.compiled_eval_step(exp))
-  results = evaluate_pass(eval_step, state, pipeline, exp.mesh, "evaluation")
+  results = evaluate_pass(eval_step, state, pipeline.dataset, pipeline.steps_per_epoch,
+                          exp.mesh, "evaluation")
   with phase("recording every layer on one batch for the energy estimate"):
     sample = next(iter(pipeline.dataset))
     variables = {"params": state.params, "batch_stats": state.batch_stats,

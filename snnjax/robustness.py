@@ -26,11 +26,10 @@ row. Event data (counts, not images) is rejected.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import pathlib
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -94,45 +93,32 @@ def check_noise(kind: str, strengths: Sequence[float]) -> None:
                      f"{' <= 1 (fraction of pixels)' if kind == 'salt_pepper' else ' (sigma)'}.")
 
 
-@dataclasses.dataclass
-class _NoisyData:
-  """A pipeline stand-in whose ``dataset`` yields the batches of ``data`` with noisy images."""
+def noisy_batches(batches: Iterable[dict], kind: str, strength: float, key: Array,
+                  mean: Array, std: Array) -> Iterator[dict]:
+  """``batches`` with their normalised images under ``kind`` noise of ``strength``.
 
-  data: Any
-  kind: str
-  strength: float
-  key: Array
-  mean: Array
-  std: Array
-
-  @property
-  def steps_per_epoch(self) -> int:
-    return self.data.steps_per_epoch
-
-  @property
-  def dataset(self) -> Iterable[dict]:
-    for i, batch in enumerate(iter(self.data.dataset)):
-      image = noisy_normalized(jnp.asarray(batch["image"]), self.strength,
-                               jax.random.fold_in(self.key, i), self.mean, self.std,
-                               kind=self.kind)
-      yield {**batch, "image": np.asarray(image)}
+  Batch i draws from ``fold_in(key, i)``; labels and masks are unchanged.
+  """
+  for i, batch in enumerate(batches):
+    image = noisy_normalized(jnp.asarray(batch["image"]), strength, jax.random.fold_in(key, i),
+                             mean, std, kind=kind)
+    yield {**batch, "image": np.asarray(image)}
 
 
-def accuracy_under_noise(evaluate: Callable[[Any], Mapping[str, float]], data: Any,
-                         noises: Mapping[str, Sequence[float]], key: Array,
-                         mean: Sequence[float], std: Sequence[float]
+def accuracy_under_noise(evaluate: Callable[[Iterable[dict], str], Mapping[str, float]],
+                         batches: Iterable[dict], noises: Mapping[str, Sequence[float]],
+                         key: Array, mean: Sequence[float], std: Sequence[float]
                          ) -> dict[str, dict[float, float]]:
-  """{noise: {strength: test accuracy}} over one pass of ``data`` per distinct setting.
+  """{noise: {strength: test accuracy}} over one pass of ``batches`` per distinct setting.
 
-  Strength 0 is the clean data whatever the noise: ``data`` is evaluated once,
-  unchanged, and that accuracy fills every noise's strength-0 entry.
+  Strength 0 is the clean data whatever the noise: ``batches`` are evaluated
+  once, unchanged, and that accuracy fills every noise's strength-0 entry.
 
   Args:
-    evaluate: pipeline-like object -> metrics with "test_accuracy" (e.g.
-      ``lambda d: loop.evaluate(eval_step, state, d, mesh)``); it iterates
-      ``d.dataset``; it gets ``data`` itself for the clean pass, else a stand-in
-      with ``kind`` and ``strength`` attributes.
-    data: the eval pipeline (normalised images).
+    evaluate: (batches, what) -> metrics with "test_accuracy", e.g. one pass of
+      :func:`snnjax.train.loop.evaluate`; ``what`` is "clean" or e.g. "gaussian 0.1".
+    batches: the eval split's batches (normalised images), iterable once per pass
+      (a grain dataset, a list).
     noises: {"gaussian": sigmas, "salt_pepper": amounts}.
     key: PRNG key; every (noise, strength) draws from its own fold of it,
       per batch, and the process index.
@@ -149,11 +135,11 @@ def accuracy_under_noise(evaluate: Callable[[Any], Mapping[str, float]], data: A
     for strength in map(float, strengths):
       if strength == 0:
         if not clean:
-          clean.append(float(evaluate(data)["test_accuracy"]))
+          clean.append(float(evaluate(batches, "clean")["test_accuracy"]))
         results[kind][strength] = clean[0]
         continue
-      noisy = _NoisyData(data, kind, strength, jax.random.fold_in(key, n), mean_a, std_a)
-      results[kind][strength] = float(evaluate(noisy)["test_accuracy"])
+      noisy = noisy_batches(batches, kind, strength, jax.random.fold_in(key, n), mean_a, std_a)
+      results[kind][strength] = float(evaluate(noisy, f"{kind} {strength:g}")["test_accuracy"])
   return results
 
 
@@ -208,16 +194,10 @@ def evaluate_workdir(workdir: str | pathlib.Path, noises: Mapping[str, Sequence[
       config.data, data.create_source(config.data, split), train=False)
   eval_step = loop.LazyCompiled("eval step", loop.compiled_eval_step(exp))
   results = accuracy_under_noise(
-      lambda d: evaluate.evaluate_pass(eval_step, state, d, exp.mesh, _describe(d)),
-      pipeline, noises, jax.random.key(seed), transform.mean, transform.std)
+      lambda batches, what: evaluate.evaluate_pass(eval_step, state, batches,
+                                                   pipeline.steps_per_epoch, exp.mesh, what),
+      pipeline.dataset, noises, jax.random.key(seed), transform.mean, transform.std)
   return {"step": step, "config": config, "results": results}
-
-
-def _describe(pipeline: Any) -> str:
-  """"gaussian 0.1" for a noisy stand-in, "clean" for the pipeline itself."""
-  if isinstance(pipeline, _NoisyData):
-    return f"{pipeline.kind} {pipeline.strength:g}"
-  return "clean"
 
 
 def _floats(text: str) -> list[float]:

@@ -267,12 +267,12 @@ def build_pipeline(source: Sequence, transform: Callable[[Mapping, Any], dict], 
 class DataPipeline:
   """What the training loop consumes: a checkpointable batch iterator plus facts.
 
-  Iterate it (or ``pipeline.iterator``) for batch dicts. ``get_state()`` returns
-  the iterator position as a JSON-able dict; ``set_state(state)`` restores it.
+  ``next(pipeline)`` gives the next batch dict of the one stream whose position
+  ``get_state()`` returns (a JSON-able dict) and ``set_state(state)`` restores.
 
   Attributes:
-    iterator: the grain ``DatasetIterator``.
-    dataset: the grain ``IterDataset`` (``iter(dataset)`` starts afresh).
+    dataset: the grain ``IterDataset``; each ``iter(dataset)`` is a fresh pass
+      from the start (what an evaluation iterates), apart from the stream.
     num_examples: examples in the whole split (all shards).
     steps_per_epoch: batches per pass over this process's shard.
     batch_size: the per-process batch B.
@@ -283,7 +283,7 @@ class DataPipeline:
   def __init__(self, dataset: grain.IterDataset, *, num_examples: int, steps_per_epoch: int,
                batch_size: int, image_shape: tuple[int, ...], num_classes: int):
     self.dataset = dataset
-    self.iterator = iter(dataset)
+    self._iterator = iter(dataset)
     self.num_examples, self.steps_per_epoch = num_examples, steps_per_epoch
     self.batch_size, self.image_shape, self.num_classes = batch_size, image_shape, num_classes
 
@@ -291,13 +291,13 @@ class DataPipeline:
     return self
 
   def __next__(self) -> dict:
-    return next(self.iterator)
+    return next(self._iterator)
 
   def get_state(self) -> dict:
-    return self.iterator.get_state()
+    return self._iterator.get_state()
 
   def set_state(self, state: dict) -> None:
-    self.iterator.set_state(state)
+    self._iterator.set_state(state)
 
 
 FOLDER_SOURCES = ("fashion_mnist_idx", "cifar_python", "image_folder", "events")

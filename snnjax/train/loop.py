@@ -24,6 +24,7 @@ import logging
 import math
 import pathlib
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -70,15 +71,16 @@ def _schedule_lengths(config: ml_collections.ConfigDict, steps_per_epoch: int) -
   return total, run
 
 
-def evaluate(eval_step, state: steps.TrainState, test: data.DataPipeline,
-             mesh, progress: bool = False) -> dict[str, float]:
-  """One pass over the test split: accuracy, mean loss, firing rates (padding masked out).
+def evaluate(eval_step, state: steps.TrainState, batches: Iterable[dict], mesh,
+             num_batches: int | None = None, progress: bool = False) -> dict[str, float]:
+  """One pass over ``batches`` (an eval split): accuracy, mean loss, firing rates.
 
-  ``progress`` shows a bar over the split's batches (it closes when done).
+  Padding rows (``mask`` False) are left out. ``progress`` shows a bar over the
+  ``num_batches`` batches (it closes when done).
   """
   totals: dict[str, float] = {}
-  batches = tqdm(iter(test.dataset), total=test.steps_per_epoch, desc="eval", unit="batch",
-                 leave=False, disable=not progress, dynamic_ncols=True)
+  batches = tqdm(batches, total=num_batches, desc="eval", unit="batch", leave=False,
+                 disable=not progress, dynamic_ncols=True)
   for batch in batches:
     sums = jax.device_get(eval_step(state, sharding.global_batch(batch, mesh)))
     for k, v in sums.items():
@@ -379,8 +381,8 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
         flush_train_metrics()
         eval_step.compile(state, eval_batch_spec(exp))
         started = time.perf_counter()
-        last_eval = evaluate(eval_step, state, test_data, mesh,
-                             progress=bar_enabled and console.on_terminal())
+        last_eval = evaluate(eval_step, state, test_data.dataset, mesh,
+                             test_data.steps_per_epoch, bar_enabled and console.on_terminal())
         last_eval["epoch"] = step / train_data.steps_per_epoch
         writer.write("eval", step, last_eval)
         announce(f"step {step}: test accuracy {last_eval['test_accuracy']:.4f}, test loss "
@@ -403,8 +405,8 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
     flush_train_metrics()
     if not last_eval and not preempted:  # resumed a finished run: report its final accuracy again
       eval_step.compile(state, eval_batch_spec(exp))
-      last_eval = evaluate(eval_step, state, test_data, mesh,
-                           progress=bar_enabled and console.on_terminal())
+      last_eval = evaluate(eval_step, state, test_data.dataset, mesh,
+                           test_data.steps_per_epoch, bar_enabled and console.on_terminal())
     with checkpoint_writes():
       checkpointer.wait_until_finished()
   finally:
