@@ -164,30 +164,17 @@ def gsg_amplitude(beta: Any) -> Array:
 # ---------------------------------------------------------------------------
 # Support width of compact surrogates (see surrogates.support_halfwidth).
 
-#: Compact surrogate -> (parameter that sets the support half-width w, w -> value).
-_WIDTH_PARAMETER: dict[str, tuple[str, Callable[[Array], Array]]] = {
-    "rectangle": ("alpha", lambda w: 0.5 / w),           # support |x| < 1/(2 alpha)
-    "triangle": ("gamma", lambda w: w),                  # support |x| < gamma
-    "piecewise_quadratic": ("alpha", lambda w: 1 / w),   # support |x| < 1/alpha
-    "dspike": ("r", lambda w: w),                        # support |x| <= r
-}
-
-
-def _base(sg: surrogates.AnySurrogate) -> surrogates.Surrogate:
-  return sg.base if isinstance(sg, surrogates.ScaledSurrogate) else sg
-
-
 def width_parameter(sg: surrogates.AnySurrogate) -> str:
   """The parameter that sets the support half-width of a compact surrogate (SGS: of its base).
 
   Raises:
     ValueError: ``sg`` has no compact support.
   """
-  name = _base(sg).name
-  if name not in _WIDTH_PARAMETER:
+  width = surrogates.KINDS[surrogates.unwrap(sg).name].width
+  if width is None:
     raise ValueError(f"surrogate {sg.name!r} has no compact support, so it has no support width; "
                      f"use one of {', '.join(surrogates.COMPACT_SUPPORT)}.")
-  return _WIDTH_PARAMETER[name][0]
+  return width[0]
 
 
 def halfwidth_to_params(sg: surrogates.AnySurrogate, halfwidth: Any) -> dict[str, Array]:
@@ -197,8 +184,8 @@ def halfwidth_to_params(sg: surrogates.AnySurrogate, halfwidth: Any) -> dict[str
   dspike r = w. Each keeps the area under h at 1. Inverse of
   :func:`params_to_halfwidth`.
   """
-  width_parameter(sg)
-  key, to_value = _WIDTH_PARAMETER[_base(sg).name]
+  key = width_parameter(sg)
+  to_value = surrogates.KINDS[surrogates.unwrap(sg).name].width[1]  # its own inverse
   return {key: jnp.asarray(to_value(jnp.asarray(halfwidth, jnp.float32)), jnp.float32)}
 
 
@@ -316,7 +303,7 @@ def _check(ok: bool, message: str) -> None:
     raise ValueError(message)
 
 
-def validate_config(c: Mapping, surrogate: layers.SurrogateSpec) -> None:
+def validate_config(c: Mapping, surrogate: surrogates.SurrogateSpec) -> None:
   """Raises ValueError naming the first bad value of a ``config.estimator`` block.
 
   Args:
@@ -324,7 +311,7 @@ def validate_config(c: Mapping, surrogate: layers.SurrogateSpec) -> None:
     surrogate: the model's surrogate (spec string, mapping or object): the
       scheduled parameter must be one of its parameters, chi needs compact support.
   """
-  sg = layers.as_surrogate(surrogate)
+  sg = surrogates.as_surrogate(surrogate)
   c = c.to_dict() if hasattr(c, "to_dict") else dict(c)
   known = _flat_keys(default_config().to_dict())
   unknown = sorted(_flat_keys(c) - known)
@@ -342,7 +329,7 @@ def validate_config(c: Mapping, surrogate: layers.SurrogateSpec) -> None:
            f"allowed: {', '.join(SCHEDULES)}.")
     _check(s["unit"] in UNITS, f"config.estimator.schedule.unit={s['unit']!r} unknown; allowed: "
            f"{', '.join(UNITS)}.")
-    _check(s["kind"] != "gsg" or (_base(sg).name == "gsg_tanh" and s["param"] == "beta"),
+    _check(s["kind"] != "gsg" or (surrogates.unwrap(sg).name == "gsg_tanh" and s["param"] == "beta"),
            f"config.estimator.schedule.kind='gsg' anneals gsg_tanh's beta, but the surrogate is "
            f"{sg.name!r} and schedule.param={s['param']!r}; set model.surrogate='gsg_tanh' and "
            f"schedule.param='beta', or use kind 'exponential'.")
@@ -358,7 +345,7 @@ def validate_config(c: Mapping, surrogate: layers.SurrogateSpec) -> None:
            f"end={s['end']} must be > 0.")
   if not chi["enabled"]:
     return
-  _check(_base(sg).name in surrogates.COMPACT_SUPPORT,
+  _check(surrogates.unwrap(sg).name in surrogates.COMPACT_SUPPORT,
          f"config.estimator.chi.enabled=True needs a surrogate with compact support "
          f"({', '.join(surrogates.COMPACT_SUPPORT)}), got {sg.name!r}: outside a compact support "
          "every pre-activation passes gradient, so there is no width to control.")
@@ -396,7 +383,7 @@ def _nest(grouped: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 Update = Callable[[Any, Array, Mapping[str, Array]], Any]
 
 
-def make_surrogate_update(estimator_config: Mapping, surrogate: layers.SurrogateSpec,
+def make_surrogate_update(estimator_config: Mapping, surrogate: surrogates.SurrogateSpec,
                           steps_per_epoch: int, total_steps: int) -> Update:
   """The function the train step calls after each step: ``update(state, step, fractions)``.
 
@@ -420,7 +407,7 @@ def make_surrogate_update(estimator_config: Mapping, surrogate: layers.Surrogate
     starting values (apply it to the initial state).
   """
   validate_config(estimator_config, surrogate)
-  sg = layers.as_surrogate(surrogate)
+  sg = surrogates.as_surrogate(surrogate)
   s, chi = estimator_config["schedule"], estimator_config["chi"]
   schedule = (make_schedule(s["kind"], s["start"], s["end"], unit=s["unit"],
                             steps_per_epoch=steps_per_epoch, total_steps=total_steps)
@@ -454,7 +441,7 @@ def logs_chi(estimator_config: Mapping) -> bool:
   return bool(estimator_config["chi"]["enabled"] or estimator_config["chi"]["log"])
 
 
-def estimator_metrics(surrogate_state: Any, surrogate: layers.SurrogateSpec,
+def estimator_metrics(surrogate_state: Any, surrogate: surrogates.SurrogateSpec,
                       estimator_config: Mapping, grads: Any = None,
                       fractions: Mapping[str, Array] | None = None) -> dict[str, Array]:
   """Scalars to log, those that can change: scheduled or steered surrogate parameters, their
@@ -466,9 +453,9 @@ def estimator_metrics(surrogate_state: Any, surrogate: layers.SurrogateSpec,
   "support_fraction/<layer>" (whatever ``fractions`` holds). Constants are left
   out: a surrogate parameter nothing changes is in config.json.
   """
-  sg = layers.as_surrogate(surrogate)
+  sg = surrogates.as_surrogate(surrogate)
   schedule, chi = estimator_config["schedule"], estimator_config["chi"]
-  compact = _base(sg).name in surrogates.COMPACT_SUPPORT
+  compact = surrogates.unwrap(sg).name in surrogates.COMPACT_SUPPORT
   changing = {schedule["param"]} - {""}
   if chi["enabled"]:
     changing.add(width_parameter(sg))

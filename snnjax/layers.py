@@ -36,24 +36,9 @@ ACTIVITY_COLLECTION = "intermediates"
 FIRING_RATE = "firing_rate"
 SUPPORT_FRACTION = "support_fraction"
 
-#: A surrogate, its name ("atan"), or a mapping {"name": "atan", "alpha": 2.0}.
-SurrogateSpec = surrogates.AnySurrogate | str | Mapping[str, Any]
-
-
-def as_surrogate(spec: SurrogateSpec) -> surrogates.AnySurrogate:
-  """Resolves a surrogate given as an object, a name, or a {"name": ..., **params} mapping."""
-  if isinstance(spec, (surrogates.Surrogate, surrogates.ScaledSurrogate)):
-    return spec
-  if isinstance(spec, str):
-    return surrogates.parse(spec)
-  if isinstance(spec, Mapping):
-    params = dict(spec)
-    if "name" not in params:
-      raise ValueError(f"a surrogate mapping needs a 'name' key, got {spec!r}.")
-    return surrogates.get(params.pop("name"), **params)
-  raise ValueError(
-      f"cannot build a surrogate from {spec!r}; give a name from {surrogates.NAMES}, "
-      "a {'name': ..., **params} mapping, or a snnjax.surrogates object.")
+#: Re-exported from :mod:`snnjax.surrogates`, where surrogate specs are parsed.
+SurrogateSpec = surrogates.SurrogateSpec
+as_surrogate = surrogates.as_surrogate
 
 
 def surrogate_state(module: nn.Module, spec: SurrogateSpec) -> surrogates.AnySurrogate:
@@ -86,10 +71,6 @@ def sown_means(collection: Mapping[str, Any], name: str) -> dict[str, Array]:
   return means
 
 
-def _base_name(surrogate: surrogates.AnySurrogate) -> str:
-  return surrogate.base.name if isinstance(surrogate, surrogates.ScaledSurrogate) else surrogate.name
-
-
 def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   """Runs a multi-step neuron with the module's surrogate state; records activity.
 
@@ -107,7 +88,7 @@ def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   spikes = out[0]
   if record:
     module.sow(ACTIVITY_COLLECTION, FIRING_RATE, jnp.mean(spikes.astype(jnp.float32)))
-    if _base_name(surrogate) in surrogates.COMPACT_SUPPORT:
+    if surrogates.unwrap(surrogate).name in surrogates.COMPACT_SUPPORT:
       fraction = surrogates.support_fraction(out[2] - module.v_threshold, surrogate)
       module.sow(ACTIVITY_COLLECTION, SUPPORT_FRACTION, fraction)
   return spikes

@@ -19,8 +19,9 @@ surrogates during training.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,7 +42,7 @@ class Surrogate:
   """A surrogate gradient: a static name and its (traced) parameters.
 
   Attributes:
-    name: key into the derivative registry (see :data:`NAMES`).
+    name: key into :data:`KINDS`.
     params: parameter name -> scalar array, e.g. ``{"alpha": 2.0}``.
   """
 
@@ -51,7 +52,7 @@ class Surrogate:
   def derivative(self, x: Array) -> Array:
     """h(x): the surrogate's replacement for dH/dx, in x's dtype."""
     params = {k: jnp.asarray(p, x.dtype) for k, p in self.params.items()}
-    return _DERIVATIVES[self.name](x, **params)
+    return KINDS[self.name].derivative(x, **params)
 
 
 @struct.dataclass
@@ -99,92 +100,111 @@ AnySurrogate = Surrogate | ScaledSurrogate
 
 
 # ---------------------------------------------------------------------------
-# Derivatives h(x). Each takes x and its parameters as arrays of x's dtype.
+# Derivatives h(x). Each takes x and its parameters as arrays of x's dtype; its
+# docstring (the formula) is also the docstring of the surrogate's constructor.
 
 
 def _rectangle(x, alpha):
-  """alpha * 1[|x| < 1/(2 alpha)]: the straight-through box of STBP."""
+  """Box surrogate: h(x) = alpha * 1[|x| < 1/(2 alpha)], width 1/alpha (the box of STBP)."""
   return alpha * (jnp.abs(x) < 0.5 / alpha).astype(x.dtype)
 
 
 def _triangle(x, gamma):
-  """max(0, gamma - |x|) / gamma^2."""
+  """Triangle surrogate: h(x) = max(0, gamma - |x|) / gamma^2, support |x| < gamma."""
   return jnp.maximum(gamma - jnp.abs(x), 0) / (gamma * gamma)
 
 
 def _sigmoid(x, alpha):
-  """alpha * sig(alpha x) * (1 - sig(alpha x))."""
+  """Sigmoid surrogate: h(x) = alpha * sig(alpha x) (1 - sig(alpha x))."""
   sig = jax.nn.sigmoid(alpha * x)
   return alpha * sig * (1 - sig)
 
 
 def _atan(x, alpha):
-  """(alpha / 2) / (1 + (pi/2 * alpha * x)^2)."""
+  """Arctangent surrogate: h(x) = (alpha/2) / (1 + (pi/2 * alpha x)^2)."""
   return (alpha / 2) / (1 + jnp.square((math.pi / 2) * alpha * x))
 
 
 def _erf(x, alpha):
-  """alpha / sqrt(pi) * exp(-alpha^2 x^2): the Gaussian surrogate."""
+  """Gaussian (erf) surrogate: h(x) = alpha/sqrt(pi) * exp(-alpha^2 x^2)."""
   return alpha / math.sqrt(math.pi) * jnp.exp(-jnp.square(alpha * x))
 
 
 def _superspike(x, alpha):
-  """1 / (alpha |x| + 1)^2: SuperSpike's fast sigmoid."""
+  """SuperSpike fast sigmoid: h(x) = 1 / (alpha |x| + 1)^2."""
   return 1 / jnp.square(alpha * jnp.abs(x) + 1)
 
 
 def _piecewise_quadratic(x, alpha):
-  """max(0, alpha - alpha^2 |x|)."""
+  """Piecewise quadratic: h(x) = max(0, alpha - alpha^2 |x|), support |x| < 1/alpha."""
   return jnp.maximum(alpha - alpha * alpha * jnp.abs(x), 0)
 
 
 def _dspike(x, b, r):
-  """b (1 - tanh^2(b x)) / (2 tanh(b r)) on |x| <= r, else 0."""
+  """Dspike: h(x) = b (1 - tanh^2(b x)) / (2 tanh(b r)) on |x| <= r, else 0.
+
+  From "Differentiable Spike: Rethinking Gradient-Descent for Training Spiking
+  Neural Networks" (Li et al., NeurIPS 2021); b=2.5, r=1 is the setting of
+  "Surrogate Module Learning" (Deng et al., ICML 2023).
+  """
   inside = (jnp.abs(x) <= r).astype(x.dtype)
   return inside * b * (1 - jnp.square(jnp.tanh(b * x))) / (2 * jnp.tanh(b * r))
 
 
 def _gsg_tanh(x, beta):
-  """a * beta * (1 - tanh^2(beta x)) with a = max(1/beta, 1).
+  """Gradual surrogate: h(x) = a beta (1 - tanh^2(beta x)), a = max(1/beta, 1).
 
-  The gradual surrogate gradient of "Gradual Surrogate Gradient Learning in
-  Deep Spiking Neural Networks" (Chen et al., ICASSP 2022); beta is annealed by
-  a schedule in :mod:`snnjax.estimators`.
+  From "Gradual Surrogate Gradient Learning in Deep Spiking Neural Networks"
+  (Chen et al., ICASSP 2022); a keeps the peak a beta at 1 while beta < 1, and
+  beta is annealed by a schedule (:mod:`snnjax.schedules`).
   """
   a = jnp.maximum(1 / beta, 1)
   return a * beta * (1 - jnp.square(jnp.tanh(beta * x)))
 
 
-_DERIVATIVES: dict[str, Derivative] = {
-    "rectangle": _rectangle,
-    "triangle": _triangle,
-    "sigmoid": _sigmoid,
-    "atan": _atan,
-    "erf": _erf,
-    "superspike": _superspike,
-    "piecewise_quadratic": _piecewise_quadratic,
-    "dspike": _dspike,
-    "gsg_tanh": _gsg_tanh,
+@dataclasses.dataclass(frozen=True)
+class Kind:
+  """Everything snnjax knows about one surrogate.
+
+  Attributes:
+    derivative: h(x, **params); its docstring states the formula.
+    defaults: default parameters (SpikingJelly's / the papers' settings).
+    width: compact surrogates only: (parameter p that sets the support
+      half-width w, the map p -> w). Each map is its own inverse (w = c/p or
+      w = p), so it also gives p from w, keeping the area under h at 1.
+  """
+
+  derivative: Derivative
+  defaults: Mapping[str, float]
+  width: tuple[str, Callable[[Any], Any]] | None = None
+
+
+#: The surrogates: name -> :class:`Kind`. The one table; everything below is read from it.
+KINDS: dict[str, Kind] = {
+    "rectangle": Kind(_rectangle, {"alpha": 1.0}, ("alpha", lambda p: 0.5 / p)),
+    "triangle": Kind(_triangle, {"gamma": 1.0}, ("gamma", lambda p: p)),
+    "sigmoid": Kind(_sigmoid, {"alpha": 4.0}),
+    "atan": Kind(_atan, {"alpha": 2.0}),
+    "erf": Kind(_erf, {"alpha": 2.0}),
+    "superspike": Kind(_superspike, {"alpha": 10.0}),
+    "piecewise_quadratic": Kind(_piecewise_quadratic, {"alpha": 1.0}, ("alpha", lambda p: 1 / p)),
+    "dspike": Kind(_dspike, {"b": 2.5, "r": 1.0}, ("r", lambda p: p)),
+    "gsg_tanh": Kind(_gsg_tanh, {"beta": 1.0}),
 }
 
-#: Default parameters of every surrogate (SpikingJelly's / the papers' settings).
-DEFAULTS: dict[str, dict[str, float]] = {
-    "rectangle": {"alpha": 1.0},
-    "triangle": {"gamma": 1.0},
-    "sigmoid": {"alpha": 4.0},
-    "atan": {"alpha": 2.0},
-    "erf": {"alpha": 2.0},
-    "superspike": {"alpha": 10.0},
-    "piecewise_quadratic": {"alpha": 1.0},
-    "dspike": {"b": 2.5, "r": 1.0},
-    "gsg_tanh": {"beta": 1.0},
-}
+#: Default parameters of every surrogate (a view of :data:`KINDS`).
+DEFAULTS: dict[str, dict[str, float]] = {name: dict(k.defaults) for name, k in KINDS.items()}
 
 #: Every surrogate name accepted by :func:`get`.
-NAMES: tuple[str, ...] = tuple(_DERIVATIVES) + ("sgs",)
+NAMES: tuple[str, ...] = tuple(KINDS) + ("sgs",)
 
 #: Surrogates with compact support, i.e. h(x) = 0 outside a finite interval.
-COMPACT_SUPPORT: tuple[str, ...] = ("rectangle", "triangle", "piecewise_quadratic", "dspike")
+COMPACT_SUPPORT: tuple[str, ...] = tuple(name for name, k in KINDS.items() if k.width)
+
+
+def unwrap(sg: AnySurrogate) -> Surrogate:
+  """The plain surrogate inside ``sg``: an SGS wrapper's base, else ``sg`` itself."""
+  return sg.base if isinstance(sg, ScaledSurrogate) else sg
 
 
 def _check_positive(name: str, params: Mapping[str, Any]) -> None:
@@ -200,54 +220,27 @@ def _make(name: str, **params: Any) -> Surrogate:
   return Surrogate(name=name, params={k: jnp.asarray(v, jnp.float32) for k, v in params.items()})
 
 
-def rectangle(alpha: float = 1.0) -> Surrogate:
-  """Box surrogate: h(x) = alpha * 1[|x| < 1/(2 alpha)], width 1/alpha."""
-  return _make("rectangle", alpha=alpha)
+def _constructor(name: str) -> Callable[..., Surrogate]:
+  """The public constructor of surrogate ``name``: its defaults as keyword defaults, its
+  derivative's formula as docstring; parameters become float32 array leaves."""
+  kind = KINDS[name]
+  signature = inspect.Signature(
+      [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=v, annotation=float)
+       for k, v in kind.defaults.items()], return_annotation=Surrogate)
+
+  def construct(*args: Any, **kwargs: Any) -> Surrogate:
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return _make(name, **bound.arguments)
+
+  construct.__name__ = construct.__qualname__ = name
+  construct.__doc__ = kind.derivative.__doc__
+  construct.__signature__ = signature
+  return construct
 
 
-def triangle(gamma: float = 1.0) -> Surrogate:
-  """Triangle surrogate: h(x) = max(0, gamma - |x|) / gamma^2, support |x| < gamma."""
-  return _make("triangle", gamma=gamma)
-
-
-def sigmoid(alpha: float = 4.0) -> Surrogate:
-  """Sigmoid surrogate: h(x) = alpha * sig(alpha x) (1 - sig(alpha x))."""
-  return _make("sigmoid", alpha=alpha)
-
-
-def atan(alpha: float = 2.0) -> Surrogate:
-  """Arctangent surrogate: h(x) = (alpha/2) / (1 + (pi/2 * alpha x)^2)."""
-  return _make("atan", alpha=alpha)
-
-
-def erf(alpha: float = 2.0) -> Surrogate:
-  """Gaussian (erf) surrogate: h(x) = alpha/sqrt(pi) * exp(-alpha^2 x^2)."""
-  return _make("erf", alpha=alpha)
-
-
-def superspike(alpha: float = 10.0) -> Surrogate:
-  """SuperSpike fast sigmoid: h(x) = 1 / (alpha |x| + 1)^2."""
-  return _make("superspike", alpha=alpha)
-
-
-def piecewise_quadratic(alpha: float = 1.0) -> Surrogate:
-  """Piecewise quadratic: h(x) = max(0, alpha - alpha^2 |x|), support |x| < 1/alpha."""
-  return _make("piecewise_quadratic", alpha=alpha)
-
-
-def dspike(b: float = 2.5, r: float = 1.0) -> Surrogate:
-  """Dspike: h(x) = b (1 - tanh^2(b x)) / (2 tanh(b r)) on |x| <= r, else 0.
-
-  From "Differentiable Spike: Rethinking Gradient-Descent for Training Spiking
-  Neural Networks" (Li et al., NeurIPS 2021); b=2.5, r=1 is the setting of
-  "Surrogate Module Learning" (Deng et al., ICML 2023).
-  """
-  return _make("dspike", b=b, r=r)
-
-
-def gsg_tanh(beta: float = 1.0) -> Surrogate:
-  """Gradual surrogate: h(x) = a beta (1 - tanh^2(beta x)), a = max(1/beta, 1)."""
-  return _make("gsg_tanh", beta=beta)
+(rectangle, triangle, sigmoid, atan, erf, superspike, piecewise_quadratic, dspike,
+ gsg_tanh) = (_constructor(name) for name in KINDS)
 
 
 def sgs(base: Surrogate, delta: float = 0.5, v_threshold: float | None = None) -> ScaledSurrogate:
@@ -292,19 +285,6 @@ def with_threshold(sg: AnySurrogate, v_threshold: Any) -> AnySurrogate:
   return sg.replace(v_threshold=neuron)
 
 
-_CONSTRUCTORS: dict[str, Callable[..., Surrogate]] = {
-    "rectangle": rectangle,
-    "triangle": triangle,
-    "sigmoid": sigmoid,
-    "atan": atan,
-    "erf": erf,
-    "superspike": superspike,
-    "piecewise_quadratic": piecewise_quadratic,
-    "dspike": dspike,
-    "gsg_tanh": gsg_tanh,
-}
-
-
 def get(name: str, **params: Any) -> AnySurrogate:
   """Builds a surrogate from a config string, e.g. ``get("atan", alpha=2.0)``.
 
@@ -321,7 +301,7 @@ def get(name: str, **params: Any) -> AnySurrogate:
     delta = params.pop("delta", 0.5)
     v_threshold = params.pop("v_threshold", None)
     return sgs(get(base_name, **params), delta=delta, v_threshold=v_threshold)
-  if name not in _CONSTRUCTORS:
+  if name not in KINDS:
     near = difflib.get_close_matches(name, NAMES, n=1)
     hint = f"did you mean {near[0]!r}? " if near else ""
     raise ValueError(f"unknown surrogate {name!r}; {hint}allowed: {', '.join(NAMES)}.")
@@ -330,7 +310,7 @@ def get(name: str, **params: Any) -> AnySurrogate:
     raise ValueError(
         f"surrogate {name!r} takes parameters {sorted(DEFAULTS[name])}, "
         f"not {sorted(unknown)}.")
-  return _CONSTRUCTORS[name](**params)
+  return _make(name, **{**DEFAULTS[name], **params})
 
 
 def parse(spec: str) -> AnySurrogate:
@@ -363,6 +343,33 @@ def _number(text: str, spec: str) -> float:
     raise ValueError(f"malformed surrogate spec {spec!r}: {text!r} is not a number.") from None
 
 
+#: A surrogate, its name or spec string ("atan(alpha=2.0)"), or a mapping
+#: {"name": "atan", "alpha": 2.0}.
+SurrogateSpec = AnySurrogate | str | Mapping[str, Any]
+
+
+def as_surrogate(spec: SurrogateSpec) -> AnySurrogate:
+  """Resolves a surrogate given as an object (returned unchanged), a spec string
+  (:func:`parse`), or a {"name": ..., **params} mapping (:func:`get`).
+
+  Raises:
+    ValueError: anything else, a mapping without "name", or what :func:`parse`
+      and :func:`get` reject.
+  """
+  if isinstance(spec, (Surrogate, ScaledSurrogate)):
+    return spec
+  if isinstance(spec, str):
+    return parse(spec)
+  if isinstance(spec, Mapping):
+    params = dict(spec)
+    if "name" not in params:
+      raise ValueError(f"a surrogate mapping needs a 'name' key, got {spec!r}.")
+    return get(params.pop("name"), **params)
+  raise ValueError(
+      f"cannot build a surrogate from {spec!r}; give a name from {NAMES}, "
+      "a {'name': ..., **params} mapping, or a snnjax.surrogates object.")
+
+
 def parameters(sg: AnySurrogate) -> dict[str, Array]:
   """The surrogate's adjustable scalars (for SGS: the base's plus ``delta``)."""
   if isinstance(sg, ScaledSurrogate):
@@ -392,22 +399,18 @@ def with_parameters(sg: AnySurrogate, params: Mapping[str, Any]) -> AnySurrogate
 
 
 def support_halfwidth(sg: AnySurrogate) -> Array:
-  """Half-width of h's support in units of x (inf for non-compact surrogates).
+  """Half-width w of h's support in units of x (inf for non-compact surrogates), float32.
 
   rectangle: 1/(2 alpha); triangle: gamma; piecewise_quadratic: 1/alpha;
-  dspike: r. Used to measure the fraction of neurons inside the support.
+  dspike: r (:data:`KINDS`' ``width``). Used to measure the fraction of
+  neurons inside the support.
   """
-  base = sg.base if isinstance(sg, ScaledSurrogate) else sg
-  p = base.params
-  halfwidths = {
-      "rectangle": lambda: 0.5 / p["alpha"],
-      "triangle": lambda: p["gamma"],
-      "piecewise_quadratic": lambda: 1 / p["alpha"],
-      "dspike": lambda: p["r"],
-  }
-  if base.name in halfwidths:
-    return jnp.asarray(halfwidths[base.name](), jnp.float32)
-  return jnp.asarray(jnp.inf, jnp.float32)
+  plain = unwrap(sg)
+  width = KINDS[plain.name].width
+  if width is None:
+    return jnp.asarray(jnp.inf, jnp.float32)
+  key, to_halfwidth = width
+  return jnp.asarray(to_halfwidth(plain.params[key]), jnp.float32)
 
 
 def support_fraction(x: Array, sg: AnySurrogate) -> Array:

@@ -165,6 +165,50 @@ def test_support_halfwidth():
   assert np.isinf(float(S.support_halfwidth(S.atan())))
 
 
+def test_constructors_come_from_the_table():
+  import inspect
+  for name, kind in S.KINDS.items():
+    make = getattr(S, name)
+    assert make.__name__ == name and make.__doc__ == kind.derivative.__doc__
+    assert "h(x) =" in make.__doc__
+    signature = inspect.signature(make)
+    assert {k: p.default for k, p in signature.parameters.items()} == S.DEFAULTS[name]
+    assert make().params.keys() == S.DEFAULTS[name].keys()
+    positional = make(*(2 * v for v in S.DEFAULTS[name].values()))
+    assert {k: float(v) for k, v in positional.params.items()} == {
+        k: 2 * v for k, v in S.DEFAULTS[name].items()}
+  with pytest.raises(TypeError):
+    S.atan(beta=1.0)
+  with pytest.raises(ValueError, match="needs alpha > 0"):
+    S.rectangle(0.0)
+
+
+def test_a_new_parameter_value_does_not_recompile():
+  traces = []
+
+  @jax.jit
+  def grad(x, sg):
+    traces.append(1)
+    return jax.grad(lambda x: jnp.sum(S.spike(x, sg)))(x)
+
+  x = jnp.linspace(-1, 1, 5)
+  for alpha in (1.0, 2.0, 3.0):
+    np.testing.assert_allclose(np.asarray(grad(x, S.rectangle(alpha))),
+                               FORMULAS["rectangle"][1](np.asarray(x), alpha), rtol=1e-6)
+  assert len(traces) == 1
+
+
+def test_unwrap_and_as_surrogate():
+  plain = S.dspike(r=0.7)
+  assert S.unwrap(plain) is plain and S.unwrap(S.sgs(plain)) is plain
+  assert S.as_surrogate(plain) is plain  # parsed once, passed on unchanged
+  assert S.as_surrogate("dspike(r=0.7)") == S.as_surrogate({"name": "dspike", "r": 0.7})
+  assert S.COMPACT_SUPPORT == ("rectangle", "triangle", "piecewise_quadratic", "dspike")
+  for name in S.COMPACT_SUPPORT:
+    key, to_halfwidth = S.KINDS[name].width
+    assert float(to_halfwidth(to_halfwidth(0.3))) == pytest.approx(0.3)  # its own inverse
+
+
 # --- Surrogate gradient scaling: the six (o, v, sign g) cases of METHODS section 6.
 
 SGS_CASES = [

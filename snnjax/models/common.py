@@ -277,7 +277,7 @@ class Ops:
     if "surrogate" in dict(self.neuron_kwargs):
       raise ValueError("give the surrogate as the model's surrogate=..., not in neuron_kwargs.")
     module = layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))
-    surrogates.with_threshold(layers.as_surrogate(self.surrogate), module.v_threshold)
+    surrogates.with_threshold(surrogates.as_surrogate(self.surrogate), module.v_threshold)
 
 
 def check_head_indices(sml_heads: Any, num_blocks: int, model: str) -> None:

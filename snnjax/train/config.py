@@ -66,7 +66,7 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 
-from snnjax import data, estimators, layers, models
+from snnjax import data, estimators, layers, models, surrogates
 from snnjax.train import optim, steps
 
 NEURON_ARGUMENTS = ("tau", "decay_input", "v_threshold", "v_reset", "reset", "detach_reset")
@@ -139,7 +139,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks every value that can be checked without data or devices; raises ValueError."""
   if config.model.T < 1:
     raise ValueError(f"config.model.T={config.model.T} must be >= 1 time step.")
-  layers.as_surrogate(config.model.surrogate)
+  surrogates.as_surrogate(config.model.surrogate)
   _choice(config.loss.name, steps.LOSSES, "loss.name")
   _choice(config.optimizer.name, optim.OPTIMIZERS, "optimizer.name")
   _choice(config.optimizer.schedule, optim.SCHEDULES, "optimizer.schedule")
