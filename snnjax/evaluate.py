@@ -284,9 +284,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best", split: st
                           exp.mesh, "evaluation")
   with phase("recording every layer on one batch for the energy estimate"):
     sample = next(iter(pipeline.dataset))
-    variables = {"params": state.params, "batch_stats": state.batch_stats,
-                 "surrogate": state.surrogate}
-    calls = energy.record_layers(exp.model, variables, steps.model_input(sample["image"]),
+    calls = energy.record_layers(exp.model, steps.model_variables(state),
+                                 steps.model_input(sample["image"]),
                                  T=config.model.T, batch_size=sample["label"].shape[0],
                                  train=False)
   report = energy.estimate(energy.at_rates(calls, firing_rates(results)))

@@ -16,7 +16,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from snnjax import energy, estimators, layers, losses
+from snnjax import chi, energy, estimators, layers, losses
 
 Array = jax.Array
 LOSSES = ("ce", "tet")
@@ -91,9 +91,11 @@ def task_loss(config: ml_collections.ConfigDict, out, labels: Array) -> dict[str
   return {"loss": losses.cross_entropy(out.logits, labels)}
 
 
-def _variables(state: TrainState, params: Any) -> dict[str, Any]:
-  return {"params": params, "batch_stats": state.batch_stats,
-          layers.SURROGATE_COLLECTION: state.surrogate}
+def model_variables(state: TrainState, params: Any = None) -> dict[str, Any]:
+  """The variables ``model.apply`` takes: ``params`` (default: the state's), BatchNorm
+  statistics and the surrogate parameters."""
+  return {"params": state.params if params is None else params,
+          "batch_stats": state.batch_stats, layers.SURROGATE_COLLECTION: state.surrogate}
 
 
 STATE_FINITE = "state_finite"
@@ -122,7 +124,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   lipschitz_weight = config.loss.lipschitz_weight
 
   def loss_fn(params, state, batch, dropout_key):
-    out, updates = model.apply(_variables(state, params), model_input(batch["image"]),
+    out, updates = model.apply(model_variables(state, params), model_input(batch["image"]),
                                train=True, mutable=["batch_stats", layers.ACTIVITY_COLLECTION],
                                rngs={"dropout": dropout_key})
     parts = task_loss(config, out, batch["label"])
@@ -146,7 +148,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
         lipschitz=lipschitz_state,
     )
     activity = updates.get(layers.ACTIVITY_COLLECTION, {})
-    fractions = estimators.support_fractions(activity)
+    fractions = chi.support_fractions(activity)
     if surrogate_update is not None:
       new_state = new_state.replace(
           surrogate=surrogate_update(state.surrogate, new_state.step, fractions))
@@ -174,7 +176,7 @@ def make_eval_step(model: nn.Module) -> Callable[[TrainState, dict], dict]:
   """
 
   def eval_step(state: TrainState, batch: dict[str, Array]) -> dict[str, Array]:
-    out, updates = model.apply(_variables(state, state.params), model_input(batch["image"]),
+    out, updates = model.apply(model_variables(state), model_input(batch["image"]),
                                train=False, mutable=[layers.ACTIVITY_COLLECTION])
     mask = batch["mask"].astype(jnp.float32)
     logits = out.logits.astype(jnp.float32)
