@@ -4,7 +4,7 @@ Restores a checkpoint of WORKDIR (the best by default, as in every analysis
 command) and, for every conv and dense layer in depth order, compares the
 surrogate gradient of the SNN's own loss with central finite differences of the
 true spiking loss along random directions in that layer's kernel
-(:func:`snnjax.estimators.gradient_probe`). Each row names the neuron whose
+(:func:`snnjax.gradient_probe.gradient_probe`). Each row names the neuron whose
 spikes the layer reads (e.g. conv2 reads sn1), as snnjax.evaluate's tables do.
 When the run has Surrogate Module Learning heads, each head's loss and the
 full SML loss are compared too (cosine against the same finite differences):
@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from snnjax import data, energy, estimators, evaluate, losses
+from snnjax import data, energy, evaluate, gradient_probe, losses
 from snnjax.train import loop, steps
 
 
@@ -171,14 +171,14 @@ def probe_workdir(workdir: str | pathlib.Path, *, which: str = "best", split: st
     calls = energy.record_layers(exp.model, {**variables, "params": state.params}, sample,
                                  T=config.model.T, batch_size=len(batches[0]["label"]),
                                  train=False)
-  with_kernel = set(estimators.kernel_layers(state.params))
+  with_kernel = set(gradient_probe.kernel_layers(state.params))
   inputs = {}
   for call in calls:  # a layer called twice is probed once
     if call.name in with_kernel:
       inputs.setdefault(call.name, energy.input_label(call))
   progress = _Progress(list(inputs), 1 + len(references), num_directions)
   try:
-    results = estimators.gradient_probe(
+    results = gradient_probe.gradient_probe(
         progress.wrap(snn_loss), state.params, key, num_directions, step_size,
         layers_to_probe=list(inputs),
         reference_loss_fns={n: progress.wrap(fn) for n, fn in references.items()})
@@ -193,7 +193,7 @@ def _interval(value: float, ci: tuple[float, float]) -> str:
   return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def format_table(results: Sequence[estimators.LayerProbe], title: str = "",
+def format_table(results: Sequence[gradient_probe.LayerProbe], title: str = "",
                  inputs: Mapping[str, str] | None = None) -> str:
   """Markdown: one row per layer in depth order, intervals in brackets.
 
@@ -217,7 +217,7 @@ def format_table(results: Sequence[estimators.LayerProbe], title: str = "",
   return "\n".join(lines) + "\n"
 
 
-def plot(results: Sequence[estimators.LayerProbe], path: str | pathlib.Path,
+def plot(results: Sequence[gradient_probe.LayerProbe], path: str | pathlib.Path,
          title: str = "") -> None:
   """Cosine (with its interval) vs layer depth; one line per reference gradient too."""
   import matplotlib

@@ -1,4 +1,5 @@
-"""Estimators: schedules (GSG), chi and the width controller, config validation, gradient probes."""
+"""Surrogate estimators: schedules (GSG), chi and the width controller, the config.estimator
+block, gradient probes."""
 
 import importlib.util
 import math
@@ -11,7 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from snnjax import estimators, layers, neurons, probe, surrogates
+from snnjax import (chi, estimators, gradient_probe, layers, neurons, probe, schedules,
+                    surrogates)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 T = 2
@@ -57,25 +59,60 @@ def _config(**overrides):
 # --- Schedules ---------------------------------------------------------------------------------
 
 
-def test_gsg_beta_and_amplitude_match_the_formula():
-  b_min, b_max, epochs = 0.5, 5.0, 200
-  for e in (0, 1, 50, 100, 199, 200):
-    expected = math.exp(math.log(b_min) + (math.log(b_max) - math.log(b_min)) * e / epochs)
-    beta = float(estimators.gsg_beta(e, epochs, b_min, b_max))
-    assert beta == pytest.approx(expected, rel=1e-6)
-    assert float(estimators.gsg_amplitude(beta)) == pytest.approx(max(1 / expected, 1.0), rel=1e-6)
-  assert float(estimators.gsg_beta(100, epochs)) == pytest.approx(math.sqrt(b_min * b_max), 1e-6)
-  assert float(estimators.gsg_amplitude(0.5)) == 2.0 and float(estimators.gsg_amplitude(5.0)) == 1.0
+def _closed_form(kind, start, end, p):
+  """The schedules as stated in snnjax.schedules' docstring, in NumPy (float64)."""
+  if kind == "constant":
+    return np.full_like(p, start)
+  if kind == "linear":
+    return start + (end - start) * p
+  if kind == "cosine":
+    return end + (start - end) * 0.5 * (1 + np.cos(math.pi * p))
+  return np.exp(math.log(start) + (math.log(end) - math.log(start)) * p)  # gsg, exponential
 
 
-def test_gsg_schedule_per_epoch_changes_only_at_epoch_boundaries():
-  schedule = estimators.make_schedule("gsg", 0.5, 5.0, unit="epoch", steps_per_epoch=10,
-                                      total_steps=2000)
-  values = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(0, 30, dtype=jnp.int32)))
-  np.testing.assert_allclose(values[:10], 0.5, rtol=1e-6)
-  np.testing.assert_allclose(values[10:20], float(estimators.gsg_beta(1, 200)), rtol=1e-6)
-  np.testing.assert_allclose(values[20:], float(estimators.gsg_beta(2, 200)), rtol=1e-6)
-  assert float(schedule(jnp.int32(505))) == pytest.approx(float(estimators.gsg_beta(50, 200)), 1e-6)
+@pytest.mark.parametrize("unit", schedules.UNITS)
+@pytest.mark.parametrize("kind", sorted(schedules.SCHEDULES))
+def test_every_schedule_matches_its_closed_form_at_every_step(kind, unit):
+  steps = np.arange(0, 260)
+  ranges = [(0.5, 5.0), (5.0, 0.5), (2.0, 7.0), (1.0, 1.0)]
+  if kind in ("constant", "linear", "cosine"):
+    ranges += [(0.0, 0.5), (0.5, 0.0)]  # SGS's delta may start or end at 0
+  for start, end in ranges:
+    for steps_per_epoch, total_steps in [(10, 200), (7, 100), (1, 1), (3, 250)]:
+      schedule = schedules.make_schedule(kind, start, end, unit=unit,
+                                         steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+      values = np.asarray(jax.jit(jax.vmap(schedule))(jnp.asarray(steps, jnp.int32)))
+      read_at = steps // steps_per_epoch * steps_per_epoch if unit == "epoch" else steps
+      expected = _closed_form(kind, start, end, np.clip(read_at / total_steps, 0, 1))
+      assert values.dtype == np.float32
+      np.testing.assert_allclose(values, expected, rtol=0, atol=1e-6 * max(start, end))
+
+
+def test_gsg_beta_matches_the_formula_per_epoch_and_keeps_the_peak_at_one():
+  b_min, b_max, epochs, steps_per_epoch = 0.5, 5.0, 200, 10
+  schedule = schedules.make_schedule("gsg", b_min, b_max, unit="epoch",
+                                     steps_per_epoch=steps_per_epoch,
+                                     total_steps=epochs * steps_per_epoch)
+  for e in (0, 1, 50, 100, 199, 200, 250):
+    expected = math.exp(math.log(b_min) + (math.log(b_max) - math.log(b_min))
+                        * min(e / epochs, 1.0))
+    for step in (e * steps_per_epoch, e * steps_per_epoch + steps_per_epoch - 1):
+      assert float(schedule(jnp.int32(step))) == pytest.approx(expected, rel=1e-6)
+  assert float(schedule(jnp.int32(1000))) == pytest.approx(math.sqrt(b_min * b_max), 1e-6)
+  # a = max(1/beta, 1), the one definition in surrogates.gsg_tanh: peak a beta = 1 while beta < 1.
+  peak = lambda beta: float(surrogates.gsg_tanh(beta).derivative(jnp.float32(0.0)))
+  assert peak(0.5) == 1.0 and peak(0.25) == 1.0 and peak(5.0) == 5.0
+
+
+def test_make_schedule_rejects_bad_arguments():
+  with pytest.raises(ValueError, match="unknown schedule kind 'step'"):
+    schedules.make_schedule("step", 1.0, 2.0, unit="step", steps_per_epoch=1, total_steps=1)
+  with pytest.raises(ValueError, match="unknown schedule unit 'epochs'"):
+    schedules.make_schedule("linear", 1.0, 2.0, unit="epochs", steps_per_epoch=1, total_steps=1)
+  with pytest.raises(ValueError, match="must be >= 1"):
+    schedules.make_schedule("linear", 1.0, 2.0, unit="step", steps_per_epoch=0, total_steps=1)
+  with pytest.raises(ValueError, match="needs start > 0 and end > 0"):
+    schedules.make_schedule("gsg", 0.0, 2.0, unit="step", steps_per_epoch=1, total_steps=1)
 
 
 @pytest.mark.parametrize("kind, start, end, mid, quarter", [
@@ -85,8 +122,8 @@ def test_gsg_schedule_per_epoch_changes_only_at_epoch_boundaries():
     ("exponential", 1.0, 100.0, 10.0, 100.0 ** 0.25),
 ])
 def test_generic_schedules_at_endpoints_and_midpoints(kind, start, end, mid, quarter):
-  schedule = estimators.make_schedule(kind, start, end, unit="step", steps_per_epoch=7,
-                                      total_steps=100)
+  schedule = schedules.make_schedule(kind, start, end, unit="step", steps_per_epoch=7,
+                                     total_steps=100)
   value = lambda step: float(schedule(jnp.int32(step)))
   assert value(0) == pytest.approx(start, rel=1e-6)
   assert value(50) == pytest.approx(mid, rel=1e-5)
@@ -138,8 +175,8 @@ def test_nothing_enabled_is_the_identity():
 def test_halfwidth_conversions_invert_each_other_and_match_support_halfwidth(spec):
   sg = layers.as_surrogate(spec)
   w = float(surrogates.support_halfwidth(sg))
-  assert float(estimators.params_to_halfwidth(sg, surrogates.parameters(sg))) == pytest.approx(w)
-  params = estimators.halfwidth_to_params(sg, 0.3)
+  assert float(chi.params_to_halfwidth(sg, surrogates.parameters(sg))) == pytest.approx(w)
+  params = chi.halfwidth_to_params(sg, 0.3)
   narrowed = surrogates.with_parameters(sg, params)
   assert float(surrogates.support_halfwidth(narrowed)) == pytest.approx(0.3, rel=1e-6)
   # The new support is exact: h is non-zero just inside 0.3 and zero just outside.
@@ -150,32 +187,32 @@ def test_halfwidth_conversions_invert_each_other_and_match_support_halfwidth(spe
 
 def test_width_helpers_reject_non_compact_surrogates():
   with pytest.raises(ValueError, match="no compact support"):
-    estimators.halfwidth_to_params(surrogates.atan(), 0.5)
+    chi.halfwidth_to_params(surrogates.atan(), 0.5)
 
 
 def test_support_fractions_reads_what_the_neuron_layers_sow():
   model, variables, x, _ = _net("rectangle(alpha=1)")
   _, updates = model.apply(variables, x, mutable=["intermediates"])
-  fractions = estimators.support_fractions(updates)
+  fractions = chi.support_fractions(updates)
   h = nn.Dense(16).apply({"params": variables["params"]["Dense_0"]}, layers.repeat_over_time(x, T))
   _, _, charge = neurons.lif(h, surrogate=surrogates.rectangle(1.0), return_charge=True)
-  expected = estimators.support_fraction(charge - 1.0, surrogates.rectangle(1.0))
+  expected = surrogates.support_fraction(charge - 1.0, surrogates.rectangle(1.0))
   assert list(fractions) == ["sn1"]
   assert float(fractions["sn1"]) == pytest.approx(float(expected))
   assert 0 < float(expected) < 1
   # The helper also takes the bare collection, and means over repeated calls.
-  nested = {"a": {"sn2": {estimators.SUPPORT_FRACTION: (jnp.float32(0.2), jnp.float32(0.4))}}}
-  assert float(estimators.support_fractions(nested)["a/sn2"]) == pytest.approx(0.3)
+  nested = {"a": {"sn2": {layers.SUPPORT_FRACTION: (jnp.float32(0.2), jnp.float32(0.4))}}}
+  assert float(chi.support_fractions(nested)["a/sn2"]) == pytest.approx(0.3)
 
 
 def test_chi_per_layer_equals_a_hand_count():
   grads = {"conv1": {"kernel": jnp.asarray([[0.0, 1.0], [2.0, 0.0]]), "bias": jnp.ones(2)},
            "block": {"fc": {"kernel": jnp.asarray([0.0, -3.0, 0.0])}},
            "sn1": {"w": jnp.float32(1.0)}}
-  chi = jax.jit(estimators.chi_per_layer)(grads)
-  assert set(chi) == {"conv1", "block/fc"}
-  assert float(chi["conv1"]) == 0.5
-  assert float(chi["block/fc"]) == pytest.approx(1 / 3)
+  measured = jax.jit(chi.chi_per_layer)(grads)
+  assert set(measured) == {"conv1", "block/fc"}
+  assert float(measured["conv1"]) == 0.5
+  assert float(measured["block/fc"]) == pytest.approx(1 / 3)
 
 
 def test_narrowing_the_rectangle_lowers_chi_and_the_support_fraction():
@@ -186,12 +223,12 @@ def test_narrowing_the_rectangle_lowers_chi_and_the_support_fraction():
     v = {**variables, "surrogate": surrogate}
     grads = jax.grad(_loss(model, v, x, y))(variables["params"])
     _, updates = model.apply(v, x, mutable=["intermediates"])
-    return (estimators.chi_per_layer(grads)["Dense_0"],
-            estimators.support_fractions(updates)["sn1"])
+    return (chi.chi_per_layer(grads)["Dense_0"],
+            chi.support_fractions(updates)["sn1"])
 
   measured = {}
   for halfwidth in (2.0, 0.5, 0.05):
-    surrogate = {"sn1": estimators.halfwidth_to_params(surrogates.rectangle(), halfwidth)}
+    surrogate = {"sn1": chi.halfwidth_to_params(surrogates.rectangle(), halfwidth)}
     measured[halfwidth] = tuple(map(float, chi_and_fraction(surrogate)))
   chis, fractions = zip(*(measured[w] for w in (2.0, 0.5, 0.05)))
   assert chis[0] > chis[1] > chis[2] and fractions[0] > fractions[1] > fractions[2]
@@ -211,15 +248,15 @@ def test_controller_converges_monotonically_on_a_fixed_batch(start):
                       "chi.min_halfwidth": 0.05, "chi.max_halfwidth": 3.0})
   update = jax.jit(estimators.make_surrogate_update(config, sg, steps_per_epoch=10,
                                                     total_steps=1000))
-  measure = jax.jit(lambda s: estimators.support_fractions(
+  measure = jax.jit(lambda s: chi.support_fractions(
       model.apply({**variables, "surrogate": s}, x, mutable=["intermediates"])[1]))
-  state = {"sn1": estimators.halfwidth_to_params(sg, start)}
+  state = {"sn1": chi.halfwidth_to_params(sg, start)}
   widths, fractions = [], []
   for step in range(1, 121):
     f = measure(state)
     state = update(state, jnp.int32(step), f)
     fractions.append(float(f["sn1"]))
-    widths.append(float(estimators.params_to_halfwidth(sg, state["sn1"])))
+    widths.append(float(chi.params_to_halfwidth(sg, state["sn1"])))
   steps_taken = np.diff([start] + widths)
   assert np.all(steps_taken >= 0) if start < 1 else np.all(steps_taken <= 0)  # monotone
   assert abs(fractions[-1] - target) <= 0.02
@@ -232,13 +269,13 @@ def test_controller_converges_monotonically_on_a_fixed_batch(start):
 
 def test_controller_respects_bounds_and_dead_band():
   kw = dict(target=0.3, rate=5.0, min_halfwidth=0.1, max_halfwidth=1.0, max_change=2.0)
-  assert float(estimators.next_halfwidth(jnp.float32(0.9), jnp.float32(0.0), **kw)) == 1.0
-  assert float(estimators.next_halfwidth(jnp.float32(0.12), jnp.float32(1.0), **kw)) == \
+  assert float(chi.next_halfwidth(jnp.float32(0.9), jnp.float32(0.0), **kw)) == 1.0
+  assert float(chi.next_halfwidth(jnp.float32(0.12), jnp.float32(1.0), **kw)) == \
       pytest.approx(0.1)
-  assert float(estimators.next_halfwidth(jnp.float32(0.5), jnp.float32(0.29), tolerance=0.02,
-                                         **kw)) == 0.5
-  assert float(estimators.next_halfwidth(jnp.float32(0.5), jnp.float32(0.0), **kw)) == 1.0
-  assert float(estimators.next_halfwidth(jnp.float32(0.5), jnp.float32(0.25), **kw)) == \
+  assert float(chi.next_halfwidth(jnp.float32(0.5), jnp.float32(0.29), tolerance=0.02,
+                                  **kw)) == 0.5
+  assert float(chi.next_halfwidth(jnp.float32(0.5), jnp.float32(0.0), **kw)) == 1.0
+  assert float(chi.next_halfwidth(jnp.float32(0.5), jnp.float32(0.25), **kw)) == \
       pytest.approx(0.5 * math.exp(5 * 0.05), rel=1e-6)
 
 
@@ -355,7 +392,7 @@ def _smooth_problem():
 def test_probe_finite_differences_match_the_exact_gradient_of_a_smooth_function():
   params, loss, x = _smooth_problem()
   first_layer_only = lambda p: jnp.mean(jnp.tanh(x @ p["l1"]["kernel"]) ** 2)
-  results = estimators.gradient_probe(
+  results = gradient_probe.gradient_probe(
       loss, params, jax.random.key(0), num_directions=8, step_size=1e-2, num_bootstrap=200,
       reference_loss_fns={"negated": lambda p: -loss(p), "first": first_layer_only})
   assert [r.layer for r in results] == ["l1", "l2"]
@@ -369,9 +406,9 @@ def test_probe_finite_differences_match_the_exact_gradient_of_a_smooth_function(
 
 def test_probe_on_a_tiny_snn_gives_finite_values_with_intervals():
   model, variables, x, y = _net("atan", batch=16)
-  results = estimators.gradient_probe(_loss(model, variables, x, y), variables["params"],
-                                      jax.random.key(0), num_directions=6, step_size=0.1,
-                                      num_bootstrap=200)
+  results = gradient_probe.gradient_probe(_loss(model, variables, x, y), variables["params"],
+                                          jax.random.key(0), num_directions=6, step_size=0.1,
+                                          num_bootstrap=200)
   assert [r.layer for r in results] == ["Dense_0", "Dense_1"]
   for r in results:
     values = [r.cosine, *r.cosine_ci, r.relative_error, *r.relative_error_ci]
@@ -384,16 +421,16 @@ def test_probe_on_a_tiny_snn_gives_finite_values_with_intervals():
 def test_probe_rejects_bad_arguments():
   params, loss, _ = _smooth_problem()
   with pytest.raises(ValueError, match="num_directions=1"):
-    estimators.gradient_probe(loss, params, jax.random.key(0), num_directions=1)
+    gradient_probe.gradient_probe(loss, params, jax.random.key(0), num_directions=1)
   with pytest.raises(ValueError, match=r"layers \['l3'\] have no kernel"):
-    estimators.gradient_probe(loss, params, jax.random.key(0), layers_to_probe=["l3"])
+    gradient_probe.gradient_probe(loss, params, jax.random.key(0), layers_to_probe=["l3"])
 
 
 def test_probe_report_table_and_plot(tmp_path):
   def layer(name, cosine, head):
     values = np.asarray([1.0, -1.0])
-    return estimators.LayerProbe(name, 10, 0.1, values, values, cosine, (cosine - 0.1, cosine),
-                                 0.5, (0.4, 0.6), {"head_1": head})
+    return gradient_probe.LayerProbe(name, 10, 0.1, values, values, cosine,
+                                     (cosine - 0.1, cosine), 0.5, (0.4, 0.6), {"head_1": head})
   results = [layer("conv1", 0.8, (0.9, (0.85, 0.95))),
              layer("fc", 0.2, (math.nan, (math.nan, math.nan)))]
   table = probe.format_table(results, "probe")
