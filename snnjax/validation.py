@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -23,3 +24,37 @@ def check_all(value: Any, predicate, message: str) -> None:
   array = concrete(value)
   if array is not None and array.size and not bool(np.all(predicate(array))):
     raise ValueError(message)
+
+
+def check(ok: bool, message: str) -> None:
+  """Raises ValueError(message) unless ``ok``."""
+  if not ok:
+    raise ValueError(message)
+
+
+def is_int(value: Any) -> bool:
+  """True for a Python int that is not a bool."""
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def flat_keys(tree: Mapping, prefix: str = "") -> set[str]:
+  """The dotted keys of every leaf of a nested mapping: {"a.b", "c"} for {"a": {"b": 1}, "c": 2}."""
+  keys = set()
+  for key, value in tree.items():
+    keys |= flat_keys(value, f"{prefix}{key}.") if isinstance(value, Mapping) else {prefix + key}
+  return keys
+
+
+def check_keys(block: str, given: Mapping, defaults: Mapping, start_from: str) -> None:
+  """Raises ValueError naming the keys of ``config.<block>`` that are unknown or missing.
+
+  Args:
+    block: the block's dotted name, e.g. "data".
+    given, defaults: the block as nested mappings (``to_dict()`` of a ConfigDict).
+    start_from: where a complete block comes from, e.g. "snnjax.data.default_config()".
+  """
+  known, present = flat_keys(defaults), flat_keys(given)
+  unknown = sorted(present - known)
+  check(not unknown, f"unknown config.{block} keys {unknown}; allowed: {sorted(known)}.")
+  missing = sorted(known - present)
+  check(not missing, f"config.{block} lacks keys {missing}; start from {start_from}.")

@@ -77,6 +77,7 @@ from collections.abc import Mapping
 import ml_collections
 from ml_collections import config_dict
 
+from snnjax import validation
 from snnjax.data import cifar, events, idx, image_folder, sources
 
 SOURCES = ("fashion_mnist_idx", "cifar_python", "image_folder", "tfds", "events", "synthetic")
@@ -118,23 +119,7 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _flat_keys(tree: Mapping, prefix: str = "") -> set[str]:
-  keys = set()
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      keys |= _flat_keys(v, f"{prefix}{k}.")
-    else:
-      keys.add(prefix + k)
-  return keys
-
-
-def _check(ok: bool, message: str) -> None:
-  if not ok:
-    raise ValueError(message)
-
-
-def _is_int(x) -> bool:
-  return isinstance(x, int) and not isinstance(x, bool)
+_check, _is_int = validation.check, validation.is_int
 
 
 def _check_range(name: str, pair) -> None:
@@ -142,101 +127,105 @@ def _check_range(name: str, pair) -> None:
          f"config.data.{name}={pair!r} must be (min, max) with 0 < min <= max.")
 
 
-def validate_config(c: Mapping) -> None:
+def validate_config(block: Mapping) -> None:
   """Raises ValueError naming the first bad value of a ``config.data`` block and what is allowed."""
-  c = dict(c.to_dict() if hasattr(c, "to_dict") else c)
-  known = _flat_keys(default_config().to_dict())
-  unknown = sorted(_flat_keys(c) - known)
-  _check(not unknown, f"unknown config.data keys {unknown}; allowed: {sorted(known)}.")
-  missing = sorted(known - _flat_keys(c))
-  _check(not missing, f"config.data lacks keys {missing}; start from snnjax.data.default_config().")
-  a, e, s = c["augment"], c["events"], c["synthetic"]
-  _check(c["source"] in SOURCES, f"config.data.source={c['source']!r} unknown; allowed: {SOURCES}.")
-  if c["source"] == "tfds":
-    _check(c["name"] in sources.TFDS_NAMES,
-           f"config.data.name={c['name']!r} unsupported for source 'tfds'; allowed: "
+  data = dict(block.to_dict() if hasattr(block, "to_dict") else block)
+  validation.check_keys("data", data, default_config().to_dict(), "snnjax.data.default_config()")
+  augment, event, synthetic = data["augment"], data["events"], data["synthetic"]
+  _check(data["source"] in SOURCES,
+         f"config.data.source={data['source']!r} unknown; allowed: {SOURCES}.")
+  if data["source"] == "tfds":
+    _check(data["name"] in sources.TFDS_NAMES,
+           f"config.data.name={data['name']!r} unsupported for source 'tfds'; allowed: "
            f"{sources.TFDS_NAMES}.")
-    _check(c["name"] != "imagenet2012" or c["image_size"] > 0,
+    _check(data["name"] != "imagenet2012" or data["image_size"] > 0,
            "imagenet2012 images vary in size: set config.data.image_size (e.g. 224).")
     for key in ("train_split", "eval_split"):
-      split = c[key].split("[")[0] if isinstance(c[key], str) else c[key]
-      _check(split in sources.TFDS_SPLITS[c["name"]],
-             f"config.data.{key}={c[key]!r} is not a labelled split of tfds {c['name']}; "
-             f"allowed: {sources.TFDS_SPLITS[c['name']]} (optionally sliced, e.g. 'train[:90%]').")
-  if c["source"] == "cifar_python":
-    _check(c["name"] in sources.CIFAR_NAMES,
-           f"config.data.name={c['name']!r} unsupported for source 'cifar_python'; allowed: "
+      split = data[key].split("[")[0] if isinstance(data[key], str) else data[key]
+      _check(split in sources.TFDS_SPLITS[data["name"]],
+             f"config.data.{key}={data[key]!r} is not a labelled split of tfds {data['name']}; "
+             f"allowed: {sources.TFDS_SPLITS[data['name']]} (optionally sliced, e.g. "
+             "'train[:90%]').")
+  if data["source"] == "cifar_python":
+    _check(data["name"] in sources.CIFAR_NAMES,
+           f"config.data.name={data['name']!r} unsupported for source 'cifar_python'; allowed: "
            f"{sources.CIFAR_NAMES} (ImageNet and Fashion-MNIST have their own sources).")
-    _check(isinstance(c["folder"], str) and c["folder"] != "",
+    _check(isinstance(data["folder"], str) and data["folder"] != "",
            "config.data.folder must name the CIFAR tarball or its extracted folder, e.g. "
            f"{cifar.DEFAULT_PATHS['cifar10']!r} (download from {cifar.DOWNLOAD_URL}).")
-  if c["source"] == "image_folder":
-    _check(isinstance(c["folder"], str) and c["folder"] != "",
+  if data["source"] == "image_folder":
+    _check(isinstance(data["folder"], str) and data["folder"] != "",
            "config.data.folder must name the image folder root holding train/ and val/, e.g. "
            f"{image_folder.DEFAULT_IMAGENET_FOLDER!r}.")
-    _check(_is_int(c["image_size"]) and c["image_size"] > 0,
+    _check(_is_int(data["image_size"]) and data["image_size"] > 0,
            "image folders hold images of varying size: set config.data.image_size (e.g. 224).")
-  _check(_is_int(c["num_classes"]) and c["num_classes"] >= 0,
-         f"config.data.num_classes={c['num_classes']!r} must be an int >= 0 (0 = from the source).")
-  _check(_is_int(c["image_size"]) and c["image_size"] >= 0,
-         f"config.data.image_size={c['image_size']!r} must be an int >= 0 (0 = source resolution).")
-  _check(0 < c["eval_crop_fraction"] <= 1,
-         f"config.data.eval_crop_fraction={c['eval_crop_fraction']!r} must be in (0, 1].")
+  _check(_is_int(data["num_classes"]) and data["num_classes"] >= 0,
+         f"config.data.num_classes={data['num_classes']!r} must be an int >= 0 "
+         "(0 = from the source).")
+  _check(_is_int(data["image_size"]) and data["image_size"] >= 0,
+         f"config.data.image_size={data['image_size']!r} must be an int >= 0 "
+         "(0 = source resolution).")
+  _check(0 < data["eval_crop_fraction"] <= 1,
+         f"config.data.eval_crop_fraction={data['eval_crop_fraction']!r} must be in (0, 1].")
   for key in ("mean", "std"):
-    _check(c[key] is None or (len(c[key]) > 0 and all(isinstance(v, (int, float)) for v in c[key])),
-           f"config.data.{key}={c[key]!r} must be None or a tuple of per-channel floats.")
-  _check((c["mean"] is None) == (c["std"] is None) and
-         (c["mean"] is None or len(c["mean"]) == len(c["std"])),
-         f"config.data.mean={c['mean']!r} and std={c['std']!r} must both be None or of "
+    numbers = data[key] is not None and all(isinstance(v, (int, float)) for v in data[key])
+    _check(data[key] is None or (len(data[key]) > 0 and numbers),
+           f"config.data.{key}={data[key]!r} must be None or a tuple of per-channel floats.")
+  _check((data["mean"] is None) == (data["std"] is None) and
+         (data["mean"] is None or len(data["mean"]) == len(data["std"])),
+         f"config.data.mean={data['mean']!r} and std={data['std']!r} must both be None or of "
          f"equal length.")
-  _check(c["std"] is None or all(v > 0 for v in c["std"]),
-         f"config.data.std={c['std']!r} must be positive.")
-  _check(c["normalization"] in NORMALIZATIONS,
-         f"config.data.normalization={c['normalization']!r} unknown; allowed: {NORMALIZATIONS}.")
-  if c["mean"] is None and c["source"] in NAMED_STATISTICS_SOURCES:
-    name = sources.statistics_key(c["source"], c["name"])
-    table = sources.statistics_table(c["normalization"])
+  _check(data["std"] is None or all(v > 0 for v in data["std"]),
+         f"config.data.std={data['std']!r} must be positive.")
+  _check(data["normalization"] in NORMALIZATIONS,
+         f"config.data.normalization={data['normalization']!r} unknown; allowed: {NORMALIZATIONS}.")
+  if data["mean"] is None and data["source"] in NAMED_STATISTICS_SOURCES:
+    name = sources.statistics_key(data["source"], data["name"])
+    table = sources.statistics_table(data["normalization"])
     _check(name in table,
-           f"config.data.normalization={c['normalization']!r} has no constants for "
-           f"{c['source']}/{name}; known: {sorted(table)}. Set config.data.mean and .std "
+           f"config.data.normalization={data['normalization']!r} has no constants for "
+           f"{data['source']}/{name}; known: {sorted(table)}. Set config.data.mean and .std "
            f"(per channel, 0..1 scale) or name a known dataset.")
-  _check(_is_int(a["crop_padding"]) and a["crop_padding"] >= 0,
-         f"config.data.augment.crop_padding={a['crop_padding']!r} must be an int >= 0.")
-  _check(_is_int(a["cutout"]) and a["cutout"] >= 0,
-         f"config.data.augment.cutout={a['cutout']!r} must be an int >= 0.")
-  _check(_is_int(a["roll"]) and a["roll"] >= 0,
-         f"config.data.augment.roll={a['roll']!r} must be an int >= 0 (pixels).")
-  _check(a["policy"] in POLICIES,
-         f"config.data.augment.policy={a['policy']!r} unknown; allowed: {POLICIES}.")
-  _check(a["policy"] == "none" or c["source"] != "events",
-         f"config.data.augment.policy={a['policy']!r} works on images only; use 'none' for events.")
-  _check(_is_int(a["randaugment_num_ops"]) and a["randaugment_num_ops"] >= 0,
-         f"config.data.augment.randaugment_num_ops={a['randaugment_num_ops']!r} must be an "
+  _check(_is_int(augment["crop_padding"]) and augment["crop_padding"] >= 0,
+         f"config.data.augment.crop_padding={augment['crop_padding']!r} must be an int >= 0.")
+  _check(_is_int(augment["cutout"]) and augment["cutout"] >= 0,
+         f"config.data.augment.cutout={augment['cutout']!r} must be an int >= 0.")
+  _check(_is_int(augment["roll"]) and augment["roll"] >= 0,
+         f"config.data.augment.roll={augment['roll']!r} must be an int >= 0 (pixels).")
+  _check(augment["policy"] in POLICIES,
+         f"config.data.augment.policy={augment['policy']!r} unknown; allowed: {POLICIES}.")
+  _check(augment["policy"] == "none" or data["source"] != "events",
+         f"config.data.augment.policy={augment['policy']!r} works on images only; use "
+         "'none' for events.")
+  _check(_is_int(augment["randaugment_num_ops"]) and augment["randaugment_num_ops"] >= 0,
+         f"config.data.augment.randaugment_num_ops={augment['randaugment_num_ops']!r} must be an "
          f"int >= 0.")
-  _check(0 <= a["randaugment_magnitude"] <= 10,
-         f"config.data.augment.randaugment_magnitude={a['randaugment_magnitude']!r} must be "
+  _check(0 <= augment["randaugment_magnitude"] <= 10,
+         f"config.data.augment.randaugment_magnitude={augment['randaugment_magnitude']!r} must be "
          f"in [0, 10].")
-  _check_range("augment.rrc_scale", a["rrc_scale"])
-  _check(a["rrc_scale"][1] <= 1, f"config.data.augment.rrc_scale={a['rrc_scale']!r} must be <= 1.")
-  _check_range("augment.rrc_ratio", a["rrc_ratio"])
-  _check(_is_int(e["num_frames"]) and e["num_frames"] > 0,
-         f"config.data.events.num_frames={e['num_frames']!r} must be a positive int.")
-  _check(e["split_by"] in events.SPLIT_BY,
-         f"config.data.events.split_by={e['split_by']!r} unknown; allowed: {events.SPLIT_BY}.")
-  _check(len(e["sensor_size"]) == 2 and all(_is_int(v) and v > 0 for v in e["sensor_size"]),
-         f"config.data.events.sensor_size={e['sensor_size']!r} must be (H, W) positive ints.")
-  _check(0 < e["train_fraction"] < 1,
-         f"config.data.events.train_fraction={e['train_fraction']!r} must be in (0, 1).")
-  _check(len(s["shape"]) >= 3 and all(_is_int(v) and v > 0 for v in s["shape"]),
-         f"config.data.synthetic.shape={s['shape']!r} must be positive ints (..., H, W, C).")
+  _check_range("augment.rrc_scale", augment["rrc_scale"])
+  _check(augment["rrc_scale"][1] <= 1,
+         f"config.data.augment.rrc_scale={augment['rrc_scale']!r} must be <= 1.")
+  _check_range("augment.rrc_ratio", augment["rrc_ratio"])
+  _check(_is_int(event["num_frames"]) and event["num_frames"] > 0,
+         f"config.data.events.num_frames={event['num_frames']!r} must be a positive int.")
+  _check(event["split_by"] in events.SPLIT_BY,
+         f"config.data.events.split_by={event['split_by']!r} unknown; allowed: {events.SPLIT_BY}.")
+  _check(len(event["sensor_size"]) == 2 and all(_is_int(v) and v > 0 for v in event["sensor_size"]),
+         f"config.data.events.sensor_size={event['sensor_size']!r} must be (H, W) positive ints.")
+  _check(0 < event["train_fraction"] < 1,
+         f"config.data.events.train_fraction={event['train_fraction']!r} must be in (0, 1).")
+  _check(len(synthetic["shape"]) >= 3 and all(_is_int(v) and v > 0 for v in synthetic["shape"]),
+         f"config.data.synthetic.shape={synthetic['shape']!r} must be positive ints "
+         "(..., H, W, C).")
   for key in ("num_train_examples", "num_eval_examples"):
-    _check(_is_int(s[key]) and s[key] > 0,
-           f"config.data.synthetic.{key}={s[key]!r} must be a positive int.")
-  _check(_is_int(s["seed"]) and s["seed"] >= 0,
-         f"config.data.synthetic.seed={s['seed']!r} must be an int >= 0.")
-  _check(_is_int(c["worker_count"]) and c["worker_count"] >= 0,
-         f"config.data.worker_count={c['worker_count']!r} must be an int >= 0.")
-  _check(_is_int(c["read_threads"]) and c["read_threads"] >= 0,
-         f"config.data.read_threads={c['read_threads']!r} must be an int >= 0.")
-  _check(_is_int(c["prefetch_buffer_size"]) and c["prefetch_buffer_size"] >= 0,
-         f"config.data.prefetch_buffer_size={c['prefetch_buffer_size']!r} must be an int >= 0.")
+    _check(_is_int(synthetic[key]) and synthetic[key] > 0,
+           f"config.data.synthetic.{key}={synthetic[key]!r} must be a positive int.")
+  _check(_is_int(synthetic["seed"]) and synthetic["seed"] >= 0,
+         f"config.data.synthetic.seed={synthetic['seed']!r} must be an int >= 0.")
+  _check(_is_int(data["worker_count"]) and data["worker_count"] >= 0,
+         f"config.data.worker_count={data['worker_count']!r} must be an int >= 0.")
+  _check(_is_int(data["read_threads"]) and data["read_threads"] >= 0,
+         f"config.data.read_threads={data['read_threads']!r} must be an int >= 0.")
+  _check(_is_int(data["prefetch_buffer_size"]) and data["prefetch_buffer_size"] >= 0,
+         f"config.data.prefetch_buffer_size={data['prefetch_buffer_size']!r} must be an int >= 0.")
