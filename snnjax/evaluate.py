@@ -174,7 +174,7 @@ def restore_run(workdir: str | pathlib.Path, which: str = "best"):
     raise ValueError(f"--checkpoint {which!r} is unknown; choose one of {', '.join(CHECKPOINTS)}.")
   workdir = check_run_dir(workdir)
   config = config_lib.load_saved_config(workdir)
-  exp = loop.prepare(config, workdir)
+  exp = loop.prepare(config, workdir, read_only=True)
   try:
     restore = (exp.checkpointer.restore_best if which == "best"
                else exp.checkpointer.restore_latest)

@@ -86,7 +86,8 @@ def evaluate(eval_step, state: steps.TrainState, batches: Iterable[dict], mesh,
     for k, v in sums.items():
       totals[k] = totals.get(k, 0.0) + float(v)
   count = totals.pop("count")
-  results = {"test_accuracy": totals.pop("correct") / count, "test_loss": totals.pop("loss") / count}
+  results = {"test_accuracy": totals.pop("correct") / count,
+             "test_loss": totals.pop("loss") / count}
   results.update({k: v / count for k, v in totals.items()})
   return results
 
@@ -119,8 +120,12 @@ class Experiment:
   surrogate_update: Any
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Experiment:
-  """Validates ``config`` and builds everything a run needs; nothing is compiled yet."""
+def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+            read_only: bool = False) -> Experiment:
+  """Validates ``config`` and builds everything a run needs; nothing is compiled yet.
+
+  ``read_only`` opens the checkpoints for reading alone (evaluation of a finished run).
+  """
   config_lib.validate(config)
   checkpoint.check_workdir(workdir)
   mesh = sharding.make_mesh()
@@ -139,7 +144,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Experim
   state_sharding = sharding.state_shardings(abstract_state, mesh, fsdp=config.fsdp)
   template = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_state, state_sharding)
-  checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep_last=config.keep_checkpoints)
+  checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep_last=config.keep_checkpoints,
+                                         read_only=read_only)
   return Experiment(config, mesh, train_data, test_data, model, tx, schedule, total_steps,
                     run_steps, init, state_sharding, template, checkpointer, surrogate_update)
 
