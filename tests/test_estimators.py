@@ -173,7 +173,7 @@ def test_nothing_enabled_is_the_identity():
                                   "piecewise_quadratic(alpha=3)", "dspike(b=2.5, r=0.8)",
                                   "sgs(base=triangle, gamma=0.4, delta=0.5)"])
 def test_halfwidth_conversions_invert_each_other_and_match_support_halfwidth(spec):
-  sg = layers.as_surrogate(spec)
+  sg = surrogates.as_surrogate(spec)
   w = float(surrogates.support_halfwidth(sg))
   assert float(chi.params_to_halfwidth(sg, surrogates.parameters(sg))) == pytest.approx(w)
   params = chi.halfwidth_to_params(sg, 0.3)
@@ -370,7 +370,7 @@ def test_estimator_configs_validate(name):
   estimators.validate_config(c.estimator, c.model.surrogate)
   assert bool(c.estimator.schedule.param) or c.estimator.chi.enabled
   if c.estimator.schedule.param:  # the model starts where the schedule starts
-    initial = surrogates.parameters(layers.as_surrogate(c.model.surrogate))
+    initial = surrogates.parameters(surrogates.as_surrogate(c.model.surrogate))
     assert float(initial[c.estimator.schedule.param]) == pytest.approx(c.estimator.schedule.start)
 
 
