@@ -58,3 +58,14 @@ def check_keys(block: str, given: Mapping, defaults: Mapping, start_from: str) -
   check(not unknown, f"unknown config.{block} keys {unknown}; allowed: {sorted(known)}.")
   missing = sorted(known - present)
   check(not missing, f"config.{block} lacks keys {missing}; start from {start_from}.")
+
+
+def check_int(key: str, value: Any, minimum: int = 0, note: str = "") -> None:
+  """Raises ValueError unless ``config.<key>`` is an int >= ``minimum`` (0 or 1).
+
+  The message reads "config.<key>=<value> must be an int >= 0" (or "a positive
+  int" for minimum 1), followed by ``note``, e.g. "(pixels)".
+  """
+  wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+  check(is_int(value) and value >= minimum,
+        f"config.{key}={value!r} must be {wanted}{' ' + note if note else ''}.")

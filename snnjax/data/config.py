@@ -186,12 +186,9 @@ def validate_config(block: Mapping) -> None:
            f"config.data.normalization={data['normalization']!r} has no constants for "
            f"{data['source']}/{name}; known: {sorted(table)}. Set config.data.mean and .std "
            f"(per channel, 0..1 scale) or name a known dataset.")
-  _check(_is_int(augment["crop_padding"]) and augment["crop_padding"] >= 0,
-         f"config.data.augment.crop_padding={augment['crop_padding']!r} must be an int >= 0.")
-  _check(_is_int(augment["cutout"]) and augment["cutout"] >= 0,
-         f"config.data.augment.cutout={augment['cutout']!r} must be an int >= 0.")
-  _check(_is_int(augment["roll"]) and augment["roll"] >= 0,
-         f"config.data.augment.roll={augment['roll']!r} must be an int >= 0 (pixels).")
+  validation.check_int("data.augment.crop_padding", augment["crop_padding"])
+  validation.check_int("data.augment.cutout", augment["cutout"])
+  validation.check_int("data.augment.roll", augment["roll"], 0, "(pixels)")
   _check(augment["policy"] in POLICIES,
          f"config.data.augment.policy={augment['policy']!r} unknown; allowed: {POLICIES}.")
   _check(augment["policy"] == "none" or data["source"] != "events",
@@ -207,8 +204,7 @@ def validate_config(block: Mapping) -> None:
   _check(augment["rrc_scale"][1] <= 1,
          f"config.data.augment.rrc_scale={augment['rrc_scale']!r} must be <= 1.")
   _check_range("augment.rrc_ratio", augment["rrc_ratio"])
-  _check(_is_int(event["num_frames"]) and event["num_frames"] > 0,
-         f"config.data.events.num_frames={event['num_frames']!r} must be a positive int.")
+  validation.check_int("data.events.num_frames", event["num_frames"], 1)
   _check(event["split_by"] in events.SPLIT_BY,
          f"config.data.events.split_by={event['split_by']!r} unknown; allowed: {events.SPLIT_BY}.")
   _check(len(event["sensor_size"]) == 2 and all(_is_int(v) and v > 0 for v in event["sensor_size"]),
@@ -219,13 +215,8 @@ def validate_config(block: Mapping) -> None:
          f"config.data.synthetic.shape={synthetic['shape']!r} must be positive ints "
          "(..., H, W, C).")
   for key in ("num_train_examples", "num_eval_examples"):
-    _check(_is_int(synthetic[key]) and synthetic[key] > 0,
-           f"config.data.synthetic.{key}={synthetic[key]!r} must be a positive int.")
-  _check(_is_int(synthetic["seed"]) and synthetic["seed"] >= 0,
-         f"config.data.synthetic.seed={synthetic['seed']!r} must be an int >= 0.")
-  _check(_is_int(data["worker_count"]) and data["worker_count"] >= 0,
-         f"config.data.worker_count={data['worker_count']!r} must be an int >= 0.")
-  _check(_is_int(data["read_threads"]) and data["read_threads"] >= 0,
-         f"config.data.read_threads={data['read_threads']!r} must be an int >= 0.")
-  _check(_is_int(data["prefetch_buffer_size"]) and data["prefetch_buffer_size"] >= 0,
-         f"config.data.prefetch_buffer_size={data['prefetch_buffer_size']!r} must be an int >= 0.")
+    validation.check_int(f"data.synthetic.{key}", synthetic[key], 1)
+  validation.check_int("data.synthetic.seed", synthetic["seed"])
+  validation.check_int("data.worker_count", data["worker_count"])
+  validation.check_int("data.read_threads", data["read_threads"])
+  validation.check_int("data.prefetch_buffer_size", data["prefetch_buffer_size"])
