@@ -2,7 +2,7 @@
 
 The small counterpart of configs/imagenet_sew34_chi.py: every neuron layer's
 rectangle half-width starts at 0.5 (alpha=1) and is steered toward a 30%
-support fraction by snnjax's rule (snnjax.estimators.next_halfwidth), every
+support fraction by snnjax's rule (snnjax.chi.next_halfwidth), every
 10 steps. The other settings are snnjax.train.recipes.fmnist_vgg (SML off):
     python train.py --config configs/fmnist_vgg_chi.py --workdir workdirs/fmnist_chi
 """

@@ -3,7 +3,7 @@
 "Efficient Surrogate Gradients for Training Spiking Neural Networks" (ICLR 2023
 submission) reports 69.09% with SEW-ResNet-34 (+2.05 over its 67.04%
 baseline, configs/imagenet_sew34.py). Its controller is not public; this run
-uses snnjax's rule (snnjax.estimators.next_halfwidth): every neuron layer's
+uses snnjax's rule (snnjax.chi.next_halfwidth): every neuron layer's
 support half-width is steered toward a 30% support fraction. The training
 recipe is the baseline's (IF neurons, SGD lr 0.1 momentum 0.9, cosine,
 320 epochs); the triangle surrogate (gamma=1: peak 1 like the baseline's

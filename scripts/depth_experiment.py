@@ -241,8 +241,8 @@ def probe_markdown(probes: list[dict[str, Any]], command: str, hw: dict[str, str
   lines = ["# Gradient probe of the depth experiment (Fashion-MNIST)", "",
            "Per layer (input to output), the cosine between the surrogate directional "
            "derivatives g.d and central finite differences of the true spiking loss "
-           "(`snnjax.estimators.gradient_probe`), over random unit directions d in that layer's "
-           "kernel, eps = 0.05 x ||W||, one training batch, train mode; 95% bootstrap interval in "
+           "(`snnjax.gradient_probe.gradient_probe`), over random unit directions d in that "
+           "layer's kernel, eps = 0.05 x ||W||, one training batch, train mode; 95% bootstrap interval in "
            "brackets. For the SML runs, column `head_3` is the same cosine for the gradient "
            "of the surrogate module's own loss (n/a for layers after the head, which it does "
            "not depend on) and column `sml` for the full SML training loss. Layers of the "

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import traverse_util
 
-from snnjax import chi, schedules, surrogates
+from snnjax import chi, schedules, surrogates, validation
 
 Array = jax.Array
 
@@ -63,68 +63,58 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _flat_keys(tree: Mapping, prefix: str = "") -> set[str]:
-  keys = set()
-  for k, v in tree.items():
-    keys |= _flat_keys(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {prefix + k}
-  return keys
+_check = validation.check
 
 
-def _check(ok: bool, message: str) -> None:
-  if not ok:
-    raise ValueError(message)
-
-
-def validate_config(c: Mapping, surrogate: surrogates.SurrogateSpec) -> None:
+def validate_config(block: Mapping, surrogate: surrogates.SurrogateSpec) -> None:
   """Raises ValueError naming the first bad value of a ``config.estimator`` block.
 
   Args:
-    c: the block (ConfigDict or dict).
+    block: the block (ConfigDict or dict).
     surrogate: the model's surrogate (spec string, mapping or object): the
       scheduled parameter must be one of its parameters, chi needs compact support.
   """
   sg = surrogates.as_surrogate(surrogate)
-  c = c.to_dict() if hasattr(c, "to_dict") else dict(c)
-  known = _flat_keys(default_config().to_dict())
-  unknown = sorted(_flat_keys(c) - known)
-  _check(not unknown, f"unknown config.estimator keys {unknown}; allowed: {sorted(known)}.")
-  missing = sorted(known - _flat_keys(c))
-  _check(not missing,
-         f"config.estimator lacks keys {missing}; start from snnjax.estimators.default_config().")
-  s, control = c["schedule"], c["chi"]
+  c = block.to_dict() if hasattr(block, "to_dict") else dict(block)
+  validation.check_keys("estimator", c, default_config().to_dict(),
+                        "snnjax.estimators.default_config()")
+  schedule, control = c["schedule"], c["chi"]
   params = sorted(surrogates.parameters(sg))
-  if s["param"]:
-    _check(s["param"] in params,
-           f"config.estimator.schedule.param={s['param']!r} is not a parameter of the surrogate "
-           f"{sg.name!r}; its parameters are {params} ('' = no schedule).")
-    _check(s["kind"] in schedules.SCHEDULES, f"config.estimator.schedule.kind={s['kind']!r} "
-           f"unknown; allowed: {', '.join(schedules.SCHEDULES)}.")
-    _check(s["unit"] in schedules.UNITS, f"config.estimator.schedule.unit={s['unit']!r} unknown; "
-           f"allowed: {', '.join(schedules.UNITS)}.")
-    gsg_beta = surrogates.unwrap(sg).name == "gsg_tanh" and s["param"] == "beta"
-    _check(s["kind"] != "gsg" or gsg_beta,
+  if schedule["param"]:
+    _check(schedule["param"] in params,
+           f"config.estimator.schedule.param={schedule['param']!r} is not a parameter of the "
+           f"surrogate {sg.name!r}; its parameters are {params} ('' = no schedule).")
+    _check(schedule["kind"] in schedules.SCHEDULES,
+           f"config.estimator.schedule.kind={schedule['kind']!r} unknown; allowed: "
+           f"{', '.join(schedules.SCHEDULES)}.")
+    _check(schedule["unit"] in schedules.UNITS,
+           f"config.estimator.schedule.unit={schedule['unit']!r} unknown; allowed: "
+           f"{', '.join(schedules.UNITS)}.")
+    gsg_beta = surrogates.unwrap(sg).name == "gsg_tanh" and schedule["param"] == "beta"
+    _check(schedule["kind"] != "gsg" or gsg_beta,
            f"config.estimator.schedule.kind='gsg' anneals gsg_tanh's beta, but the surrogate is "
-           f"{sg.name!r} and schedule.param={s['param']!r}; set model.surrogate='gsg_tanh' and "
-           f"schedule.param='beta', or use kind 'exponential'.")
-    nonnegative = s["param"] == "delta"  # SGS's delta may be 0; widths and slopes may not
+           f"{sg.name!r} and schedule.param={schedule['param']!r}; set "
+           "model.surrogate='gsg_tanh' and schedule.param='beta', or use kind 'exponential'.")
+    nonnegative = schedule["param"] == "delta"  # SGS's delta may be 0; widths and slopes may not
     for key in ("start", "end"):
-      value = s[key]
+      value = schedule[key]
       ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
             and (value >= 0 if nonnegative else value > 0))
       _check(ok, f"config.estimator.schedule.{key}={value!r} must be a number "
-             f"{'>= 0' if nonnegative else '> 0'} for parameter {s['param']!r}.")
-    _check(s["kind"] not in ("gsg", "exponential") or (s["start"] > 0 and s["end"] > 0),
-           f"config.estimator.schedule.kind={s['kind']!r} is log-linear: start={s['start']} and "
-           f"end={s['end']} must be > 0.")
+             f"{'>= 0' if nonnegative else '> 0'} for parameter {schedule['param']!r}.")
+    positive_ends = schedule["start"] > 0 and schedule["end"] > 0
+    _check(schedule["kind"] not in ("gsg", "exponential") or positive_ends,
+           f"config.estimator.schedule.kind={schedule['kind']!r} is log-linear: "
+           f"start={schedule['start']} and end={schedule['end']} must be > 0.")
   if not control["enabled"]:
     return
   _check(surrogates.unwrap(sg).name in surrogates.COMPACT_SUPPORT,
          f"config.estimator.chi.enabled=True needs a surrogate with compact support "
          f"({', '.join(surrogates.COMPACT_SUPPORT)}), got {sg.name!r}: outside a compact support "
          "every pre-activation passes gradient, so there is no width to control.")
-  _check(s["param"] != chi.width_parameter(sg),
-         f"config.estimator.schedule.param={s['param']!r} is the width the chi controller sets "
-         f"for {sg.name!r}; schedule another parameter or disable one of them.")
+  _check(schedule["param"] != chi.width_parameter(sg),
+         f"config.estimator.schedule.param={schedule['param']!r} is the width the chi controller "
+         f"sets for {sg.name!r}; schedule another parameter or disable one of them.")
   _check(0 < control["target"] < 1,
          f"config.estimator.chi.target={control['target']!r} must be in (0, 1).")
   _check(control["rate"] > 0, f"config.estimator.chi.rate={control['rate']!r} must be > 0.")

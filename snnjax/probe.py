@@ -39,10 +39,12 @@ from snnjax import data, energy, evaluate, gradient_probe, losses
 from snnjax.train import loop, steps
 
 
-def probe_losses(model: Any, config: ml_collections.ConfigDict, variables: Mapping[str, Any],
+def probe_losses(model: Any, config: ml_collections.ConfigDict, state: Any,
                  batches: Sequence[Mapping[str, Any]], dropout_key: Any
                  ) -> tuple[Callable, dict[str, Callable]]:
   """(SNN loss, {reference name: loss}) as functions of the parameters, on fixed batches.
+
+  The other variables (BatchNorm statistics, surrogate parameters) are ``state``'s.
 
   References (only for runs with SML heads): "sml" the full SML loss, and
   "head_<b>" the cross-entropy of the head after block b.
@@ -54,7 +56,7 @@ def probe_losses(model: Any, config: ml_collections.ConfigDict, variables: Mappi
     def loss_fn(params):
       total = 0.0
       for batch in batches:
-        out, _ = model.apply({**variables, "params": params},
+        out, _ = model.apply(steps.model_variables(state, params),
                              steps.model_input(batch["image"]), train=True,
                              mutable=["batch_stats"], rngs={"dropout": dropout_key})
         total = total + per_batch(out, batch["label"])
@@ -162,13 +164,12 @@ def probe_workdir(workdir: str | pathlib.Path, *, which: str = "best", split: st
   state = jax.device_get(state)
   batches = _batches(config, split or config.data.train_split, num_batches,
                      batch_size or config.batch_size)
-  variables = {"batch_stats": state.batch_stats, "surrogate": state.surrogate}
   key = jax.random.key(seed)
-  snn_loss, references = probe_losses(exp.model, config, variables, batches,
+  snn_loss, references = probe_losses(exp.model, config, state, batches,
                                       jax.random.fold_in(key, 1))
   sample = steps.model_input(batches[0]["image"])
   with evaluate.phase("recording the layers' order and inputs on one batch"):
-    calls = energy.record_layers(exp.model, {**variables, "params": state.params}, sample,
+    calls = energy.record_layers(exp.model, steps.model_variables(state), sample,
                                  T=config.model.T, batch_size=len(batches[0]["label"]),
                                  train=False)
   with_kernel = set(gradient_probe.kernel_layers(state.params))

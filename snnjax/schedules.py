@@ -90,7 +90,8 @@ SCHEDULES: dict[str, Callable[[float, float, int], optax.Schedule]] = {
 
 def per_epoch(schedule: optax.Schedule, steps_per_epoch: int) -> optax.Schedule:
   """``schedule`` read at the first step of the current epoch: a staircase of epochs."""
-  return lambda step: schedule(jnp.floor_divide(step, steps_per_epoch) * steps_per_epoch)
+  period = max(int(steps_per_epoch), 1)
+  return lambda step: schedule(jnp.floor_divide(step, period) * period)
 
 
 def make_schedule(kind: str, start: float, end: float, *, unit: str, steps_per_epoch: int,

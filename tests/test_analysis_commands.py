@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from snnjax import energy, estimators, evaluate, probe, robustness
+from snnjax import energy, evaluate, gradient_probe, probe, robustness
 from snnjax.train import loop
 from test_train import REPO, tiny_config
 
@@ -181,7 +181,7 @@ def nothing_compiles(monkeypatch):
   def fail(*args, **kwargs):
     raise AssertionError("compiled before rejecting a bad flag value")
   for module, name in ((loop, "compiled_eval_step"), (energy, "record_layers"),
-                       (estimators, "gradient_probe")):
+                       (gradient_probe, "gradient_probe")):
     monkeypatch.setattr(module, name, fail)
 
 

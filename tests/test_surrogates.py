@@ -14,7 +14,7 @@ def _np_sigmoid(z):
   return 1 / (1 + np.exp(-z))
 
 
-# Independent NumPy statements of METHODS.md section 2, with non-default parameters.
+# Independent NumPy statements of docs/methods.md section 2, with non-default parameters.
 FORMULAS = {
     "rectangle": ({"alpha": 0.7}, lambda x, alpha: alpha * (np.abs(x) < 1 / (2 * alpha))),
     "triangle": ({"gamma": 0.8}, lambda x, gamma: np.maximum(0, gamma - np.abs(x)) / gamma**2),

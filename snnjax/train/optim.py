@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
+
+from snnjax import schedules
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -30,18 +31,12 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
   if config.schedule == "cosine":
     after = optax.cosine_decay_schedule(base, decay_steps)
     if config.get("schedule_unit", "step") == "epoch":
-      after = _per_epoch(after, steps_per_epoch)
+      after = schedules.per_epoch(after, steps_per_epoch)
   else:
     after = optax.constant_schedule(base)
   if warmup == 0:
     return after
   return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), after], [warmup])
-
-
-def _per_epoch(schedule: optax.Schedule, steps_per_epoch: int) -> optax.Schedule:
-  """``schedule`` read at the first step of the current epoch: a staircase of epochs."""
-  period = max(int(steps_per_epoch), 1)
-  return lambda step: schedule(jnp.floor_divide(step, period) * period)
 
 
 def _decay_mask(params):
