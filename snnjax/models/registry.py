@@ -23,25 +23,25 @@ from snnjax.models.common import SpikingNet
 
 Factory = Callable[..., SpikingNet]
 
-_MODELS: dict[str, tuple[Factory, type[SpikingNet]]] = {
-    "resnet18": (resnet.resnet18, resnet.ResNet),
-    "resnet34": (resnet.resnet34, resnet.ResNet),
-    "resnet19": (resnet.resnet19, resnet.ResNet),
-    "sew_resnet34": (resnet.sew_resnet34, resnet.ResNet),
-    "vgg_small": (vgg.vgg_small, vgg.ConvNet),
-    "vggsnn": (vgg.vggsnn, vgg.ConvNet),
-    "depth_net": (vgg.depth_net, vgg.ConvNet),
+_MODELS: dict[str, Factory] = {
+    "resnet18": resnet.resnet18,
+    "resnet34": resnet.resnet34,
+    "resnet19": resnet.resnet19,
+    "sew_resnet34": resnet.sew_resnet34,
+    "vgg_small": vgg.vgg_small,
+    "vggsnn": vgg.vggsnn,
+    "depth_net": vgg.depth_net,
 }
 
 #: Attributes every model takes through ``create``.
 SHARED = tuple(f.name for f in dataclasses.fields(SpikingNet) if f.name not in ("parent", "name"))
 
 
-def register(name: str, factory: Factory, cls: type[SpikingNet]) -> None:
-  """Adds a model: ``factory(**kwargs)`` returns a ``cls`` instance."""
+def register(name: str, factory: Factory) -> None:
+  """Adds a model: ``factory(**kwargs)`` returns a :class:`SpikingNet`."""
   if name in _MODELS:
     raise ValueError(f"model {name!r} is already registered.")
-  _MODELS[name] = (factory, cls)
+  _MODELS[name] = factory
 
 
 def names() -> tuple[str, ...]:
@@ -51,7 +51,7 @@ def names() -> tuple[str, ...]:
 
 def allowed_arguments(name: str) -> tuple[str, ...]:
   """Keyword arguments ``create(name, ...)`` accepts."""
-  factory, _ = _get(name)
+  factory = _get(name)
   own = [p for p, v in inspect.signature(factory).parameters.items() if v.kind != v.VAR_KEYWORD]
   return tuple(sorted(set(own) | set(SHARED)))
 
@@ -64,7 +64,7 @@ def create(name: str, **kwargs: Any) -> SpikingNet:
 
   All checks happen here, before anything is traced or compiled.
   """
-  factory, _ = _get(name)
+  factory = _get(name)
   unknown = set(kwargs) - set(allowed_arguments(name))
   if unknown:
     raise ValueError(f"model {name!r} takes {list(allowed_arguments(name))}, "
@@ -74,7 +74,7 @@ def create(name: str, **kwargs: Any) -> SpikingNet:
   return model
 
 
-def _get(name: str) -> tuple[Factory, type[SpikingNet]]:
+def _get(name: str) -> Factory:
   if name not in _MODELS:
     raise ValueError(f"unknown model {name!r}; registered: {', '.join(names())}.")
   return _MODELS[name]
