@@ -215,6 +215,35 @@ def test_unreadable_checkpoints_are_kept_and_not_counted(tmp_path, caplog):
   assert step_folders(tmp_path) == ["3", "4", "5"]
 
 
+def test_an_unreadable_best_is_kept_and_the_best_readable_one_too(tmp_path, caplog):
+  accuracies = {1: 0.9, 2: 0.1, 3: 0.2}
+  save_steps(tmp_path, {s: (make_state(seed=s), {"test_accuracy": a})
+                        for s, a in accuracies.items()}, keep_last=1)
+  assert step_folders(tmp_path) == ["1", "3"]
+  _flip_bit(tmp_path / "1")
+  ckpt = Checkpointer(tmp_path, keep_last=1)
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    assert ckpt.restore_best(make_state())[2] == 3
+  assert ckpt.best_step() == 3
+  ckpt.save(4, make_state(seed=4), metrics={"test_accuracy": 0.15})
+  ckpt.save(5, make_state(seed=5), metrics={"test_accuracy": 0.05})
+  ckpt.close()
+  # Unreadable 1 stays; 3 is the best readable one; 5 the last; 4 goes.
+  assert step_folders(tmp_path) == ["1", "3", "5"]
+  ckpt = Checkpointer(tmp_path, keep_last=1, read_only=True)
+  assert (ckpt.best_step(), ckpt.metrics(1)) == (1, {"test_accuracy": 0.9})  # a new object
+  ckpt.close()
+
+
+def test_layout_is_orbax_items_and_a_manifest(tmp_path):
+  """The step folder layout that checkpoints of earlier versions have, and still restore from."""
+  save_steps(tmp_path, {1: (make_state(seed=1), {"test_accuracy": 0.5})})
+  step_dir = tmp_path / "1"
+  assert {"state", "data_state", "metrics", "checksums.json"} <= {p.name for p in step_dir.iterdir()}
+  assert json.loads((step_dir / "metrics" / "metrics").read_text()) == {"test_accuracy": 0.5}
+  assert json.loads((step_dir / "data_state" / "metadata").read_text()) == {"position": 1}
+
+
 def test_garbled_metrics_do_not_block_restore(tmp_path, caplog):
   save_steps(tmp_path, {1: (make_state(seed=1), {"test_accuracy": 0.9}),
                         2: (make_state(seed=2), {"test_accuracy": 0.1})})
