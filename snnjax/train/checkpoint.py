@@ -698,8 +698,8 @@ def _json_dict(value: Mapping[str, Any] | None, name: str) -> dict:
     return {}
   if not isinstance(value, Mapping):
     raise TypeError(f"{name} must be a dict, got {type(value).__name__}.")
-  value = {k: np.asarray(v).tolist() if isinstance(v, (jax.Array, np.ndarray, np.generic))
-           else v for k, v in value.items()}
+  value = {str(k): np.asarray(v).tolist() if isinstance(v, (jax.Array, np.ndarray, np.generic))
+           else v for k, v in value.items()}  # as JSON will have them
   try:
     json.dumps(value)
   except (TypeError, ValueError) as e:
