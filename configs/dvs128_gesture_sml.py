@@ -10,17 +10,15 @@ snnjax's choices for this dataset: T=16 frames split by event count, the 128x128
 sum-pooled to 64x64, no left-right flip (it would swap the left-hand and right-hand
 gesture classes), batch 32, 200 epochs.
 
-The data: SpikingJelly's events_np layout with the dataset's own train/test split (the
+The data: packed event splits with the dataset's own train/test split (the
 trials_to_train.txt / trials_to_test.txt lists), which one command writes from the
 original files (DvsGesture/: user*_*.aedat, *_labels.csv, trials_to_*.txt):
     python -m snnjax.data.prepare dvs128_gesture --raw DvsGesture/ \
         --out ~/data/dvs128_gesture_events
     python train.py --config configs/dvs128_gesture_sml.py --workdir W
-(--config.data.folder=OUT for another place; the folder holds train/ and test/ with 11
-class folders of .npz files each).
+(--config.data.folder=OUT for another place; the folder holds the packed train/ and
+test/ splits of snnjax.data.events, 11 classes).
 """
-
-import os
 
 from snnjax.train import recipes
 
@@ -30,7 +28,7 @@ FOLDER = "~/data/dvs128_gesture_events"
 def get_config():
   c = recipes.sml_dvs(T=16)
   c.data.name = "dvs128_gesture"
-  c.data.folder = os.path.expanduser(FOLDER)
+  c.data.folder = FOLDER  # the event source expands ~
   c.data.num_classes = 11
   c.data.image_size = 64
   c.data.events.update(dict(num_frames=16, split_by="number", sensor_size=(128, 128)))

@@ -10,15 +10,13 @@ halved, heads after conv layers 2 and 4 with k=128), T=10 frames split by event 
 frames kept at 34x34, no flip and no roll (digits are not mirror-symmetric and fill the
 sensor), batch 64, 50 epochs.
 
-The data: SpikingJelly's events_np layout with the dataset's Train/Test split, which one
+The data: packed event splits with the dataset's Train/Test split, which one
 command writes from the original files (NMNIST/: Train/ and Test/ folders of .bin):
     python -m snnjax.data.prepare nmnist --raw NMNIST/ --out ~/data/nmnist_events
     python train.py --config configs/nmnist_sml.py --workdir W
-(--config.data.folder=OUT for another place; the folder holds train/ and test/ with 10
-class folders of .npz files each).
+(--config.data.folder=OUT for another place; the folder holds the packed train/ and
+test/ splits of snnjax.data.events, 10 classes).
 """
-
-import os
 
 import ml_collections
 
@@ -34,7 +32,7 @@ def get_config():
   c.model.options = ml_collections.ConfigDict()   # sml_dvs's ResNet stem option
   c.sml.update(dict(heads=(2, 4), head_channels=128))
   c.data.name = "nmnist"
-  c.data.folder = os.path.expanduser(FOLDER)
+  c.data.folder = FOLDER  # the event source expands ~
   c.data.num_classes = 10
   c.data.image_size = 0
   c.data.events.update(dict(num_frames=10, split_by="number", sensor_size=(34, 34)))
