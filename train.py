@@ -7,8 +7,6 @@ give every process --num_processes, --process_id and --coordinator_address;
 on clusters JAX detects (TPU pods, SLURM) --distributed alone is enough.
 """
 
-import importlib.metadata
-import importlib.util
 import logging
 import os
 import re
@@ -121,24 +119,12 @@ def load_config():
   return config
 
 
-def jax_uses_cpu_only() -> bool:
-  """True if JAX will run on the CPU alone: JAX_PLATFORMS=cpu, or no accelerator plugin installed."""
-  platforms = os.environ.get("JAX_PLATFORMS", "")
-  if platforms:
-    return platforms == "cpu"
-  plugins = (importlib.util.find_spec("jax_plugins")   # CUDA / ROCm plugins' namespace
-             or importlib.metadata.entry_points(group="jax_plugins")
-             or importlib.util.find_spec("libtpu"))
-  return not plugins
-
-
 def main(argv):
   del argv
-  from snnjax.models import common
+  from snnjax import xla_flags
   config = load_config()
-  remat = config.model.remat
-  os.environ["XLA_FLAGS"] = common.xla_flags_for_remat(os.environ.get("XLA_FLAGS", ""), remat,
-                                                       cpu_only=jax_uses_cpu_only())
+  os.environ["XLA_FLAGS"] = xla_flags.with_remat_flag(
+      os.environ.get("XLA_FLAGS", ""), config.model.remat, cpu_only=xla_flags.jax_uses_cpu_only())
   import jax
   if _NUM_PROCESSES.value or _COORDINATOR.value or _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,

@@ -39,7 +39,7 @@ SCRIPTS = {
 FRAMEWORKS = tuple(SCRIPTS)
 #: Where Spyx's own virtual environment is looked for, in order (after --spyx-python / $SPYX_PYTHON).
 SPYX_PYTHONS = (HERE / ".venv-spyx" / "bin" / "python", pathlib.Path("/tmp/spyx-venv/bin/python"))
-#: snnjax.models.common.CPU_REMAT_XLA_FLAG (what train.py sets with model.remat), copied here
+#: snnjax.xla_flags.CPU_REMAT_XLA_FLAG (what train.py sets with model.remat), copied here
 #: because the drivers import no framework; tests/test_remat.py checks the two agree.
 CPU_REMAT_XLA_FLAGS = "--xla_disable_hlo_passes=cse_barrier_expander"
 

@@ -170,14 +170,14 @@ def restored_state(workdir: pathlib.Path, step: int | None = None) -> dict:
   import numpy as np
   from snnjax.train import config as config_lib
   from snnjax.train import loop
-  exp = loop.prepare(config_lib.load_saved_config(workdir), workdir)
+  experiment = loop.prepare(config_lib.load_saved_config(workdir), workdir)
   try:
     if step is None:
-      state, _, step = exp.checkpointer.restore_latest(exp.template)
+      state, _, step = experiment.checkpointer.restore_latest(experiment.template)
     else:
-      state, _ = exp.checkpointer.restore(step, exp.template)
+      state, _ = experiment.checkpointer.restore(step, experiment.template)
   finally:
-    exp.checkpointer.close()
+    experiment.checkpointer.close()
   leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
   return {"step": step, "leaves": leaves}
 

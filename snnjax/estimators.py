@@ -1,20 +1,23 @@
 """The ``config.estimator`` block: surrogate schedules and chi width control, from a config.
 
-Defaults and validation of the block, and the two functions the training
-step calls, both built from it: :func:`make_surrogate_update` (schedules of
+Defaults and validation of the block, and :func:`make_estimator`, which builds
+from it the pair the training step calls: ``update`` (schedules of
 :mod:`snnjax.schedules`, the width controller of :mod:`snnjax.chi`) and
-:func:`estimator_metrics`.
+``metrics`` (what of the surrogate can change, for the logs).
 
-    update = make_surrogate_update(config.estimator, config.model.surrogate,
-                                   steps_per_epoch, total_steps)
+    sg = surrogates.parse(config.model.surrogate)      # once, in config validation
+    validate_config(config.estimator, sg)
+    estimator = make_estimator(config.estimator, sg, steps_per_epoch, total_steps)
     fractions = chi.support_fractions(updates["intermediates"])   # {"sn1": f, ...}
-    new_surrogate = update(state.surrogate, new_step, fractions)
+    new_surrogate = estimator.update(state.surrogate, new_step, fractions)
+    logged = estimator.metrics(state.surrogate, grads, fractions)
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,12 +87,8 @@ def validate_config(block: Mapping, surrogate: surrogates.SurrogateSpec) -> None
     _check(schedule["param"] in params,
            f"config.estimator.schedule.param={schedule['param']!r} is not a parameter of the "
            f"surrogate {sg.name!r}; its parameters are {params} ('' = no schedule).")
-    _check(schedule["kind"] in schedules.SCHEDULES,
-           f"config.estimator.schedule.kind={schedule['kind']!r} unknown; allowed: "
-           f"{', '.join(schedules.SCHEDULES)}.")
-    _check(schedule["unit"] in schedules.UNITS,
-           f"config.estimator.schedule.unit={schedule['unit']!r} unknown; allowed: "
-           f"{', '.join(schedules.UNITS)}.")
+    validation.check_choice("estimator.schedule.kind", schedule["kind"], schedules.SCHEDULES)
+    validation.check_choice("estimator.schedule.unit", schedule["unit"], schedules.UNITS)
     gsg_beta = surrogates.unwrap(sg).name == "gsg_tanh" and schedule["param"] == "beta"
     _check(schedule["kind"] != "gsg" or gsg_beta,
            f"config.estimator.schedule.kind='gsg' anneals gsg_tanh's beta, but the surrogate is "
@@ -124,9 +123,7 @@ def validate_config(block: Mapping, surrogate: surrogates.SurrogateSpec) -> None
   _check(control["max_change"] > 1,
          f"config.estimator.chi.max_change={control['max_change']!r} must be > 1 (largest factor "
          "of one update).")
-  _check(isinstance(control["every_steps"], int) and not isinstance(control["every_steps"], bool)
-         and control["every_steps"] >= 1,
-         f"config.estimator.chi.every_steps={control['every_steps']!r} must be an int >= 1.")
+  validation.check_int("estimator.chi.every_steps", control["every_steps"], 1)
   _check(0 <= control["tolerance"] < 1,
          f"config.estimator.chi.tolerance={control['tolerance']!r} must be in [0, 1).")
 
@@ -145,21 +142,36 @@ def _nest(grouped: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 Update = Callable[[Any, Array, Mapping[str, Array]], Any]
+Metrics = Callable[..., dict[str, Array]]
 
 
-def make_surrogate_update(estimator_config: Mapping, surrogate: surrogates.SurrogateSpec,
-                          steps_per_epoch: int, total_steps: int) -> Update:
-  """The function the train step calls after each step: ``update(state, step, fractions)``.
+class Estimator(NamedTuple):
+  """The surrogate's side of a train step, built by :func:`make_estimator`.
+
+  Attributes:
+    update: ``update(surrogate_state, step, support_fractions) -> new surrogate_state``.
+    metrics: ``metrics(surrogate_state, grads=None, fractions=None) -> {name: scalar}``.
+  """
+
+  update: Update
+  metrics: Metrics
+
+
+def make_estimator(estimator_config: Mapping, surrogate: surrogates.SurrogateSpec,
+                   steps_per_epoch: int, total_steps: int) -> Estimator:
+  """The surrogate update and the estimator metrics of one run.
 
   Args:
-    estimator_config: the ``config.estimator`` block (validated here).
-    surrogate: the model's surrogate (``config.model.surrogate``).
+    estimator_config: the ``config.estimator`` block, already validated
+      (:func:`validate_config`; the training config's validation does it).
+    surrogate: the model's surrogate: the parsed object (the training loop passes the one its
+      config validation parsed), or anything :func:`snnjax.surrogates.as_surrogate` takes.
     steps_per_epoch, total_steps: static lengths of the schedule (total_steps
       spans the whole training, as the learning-rate schedule does).
 
   Returns:
-    ``update(surrogate_state, step, support_fractions) -> new surrogate_state``,
-    pure and jit-friendly. ``surrogate_state`` is the "surrogate" collection
+    An :class:`Estimator`. ``update(surrogate_state, step, support_fractions)``
+    is pure and jit-friendly: ``surrogate_state`` is the "surrogate" collection
     ({layer path...: {param: float32 scalar}}), ``step`` the int32 step count
     after the optimiser update, ``support_fractions`` {layer path: float32}
     from :func:`snnjax.chi.support_fractions` ({} before the first step). The
@@ -168,16 +180,17 @@ def make_surrogate_update(estimator_config: Mapping, surrogate: surrogates.Surro
     (when step % every_steps == 0). The result has the input's structure and
     strong float32 leaves, so the train step never recompiles. With nothing
     enabled it is the identity. ``update(state, 0, {})`` gives the schedule's
-    starting values (apply it to the initial state).
+    starting values (apply it to the initial state). ``metrics`` is
+    :func:`estimator_metrics` for this surrogate and block.
   """
-  sg = surrogates.as_surrogate(surrogate)
-  validate_config(estimator_config, sg)
+  surrogate = surrogates.as_surrogate(surrogate)
+  metrics = functools.partial(_bound_metrics, surrogate, estimator_config)
   s, control = estimator_config["schedule"], estimator_config["chi"]
   schedule = (schedules.make_schedule(s["kind"], s["start"], s["end"], unit=s["unit"],
                                       steps_per_epoch=steps_per_epoch, total_steps=total_steps)
               if s["param"] else None)
   if schedule is None and not control["enabled"]:
-    return lambda surrogate_state, step, fractions: surrogate_state
+    return Estimator(lambda surrogate_state, step, fractions: surrogate_state, metrics)
   controller = {k: control[k] for k in ("target", "rate", "min_halfwidth", "max_halfwidth",
                                          "max_change", "tolerance")}
 
@@ -189,14 +202,18 @@ def make_surrogate_update(estimator_config: Mapping, surrogate: surrogates.Surro
       if schedule is not None and s["param"] in new:
         new[s["param"]] = schedule(step)
       if control["enabled"] and layer in fractions:
-        w = chi.params_to_halfwidth(sg, params)
+        w = chi.params_to_halfwidth(surrogate, params)
         w_next = chi.next_halfwidth(w, jnp.asarray(fractions[layer], jnp.float32), **controller)
         w_next = jnp.where(step % control["every_steps"] == 0, w_next, w)
-        new.update(chi.halfwidth_to_params(sg, w_next))
+        new.update(chi.halfwidth_to_params(surrogate, w_next))
       new_layers[layer] = {k: jnp.asarray(v, jnp.float32) for k, v in new.items()}
     return _nest(new_layers)
 
-  return update
+  return Estimator(update, metrics)
+
+
+def _bound_metrics(surrogate, estimator_config, surrogate_state, grads=None, fractions=None):
+  return estimator_metrics(surrogate_state, surrogate, estimator_config, grads, fractions)
 
 
 def logs_chi(estimator_config: Mapping) -> bool:
@@ -210,24 +227,26 @@ def estimator_metrics(surrogate_state: Any, surrogate: surrogates.SurrogateSpec,
   """Scalars to log, those that can change: scheduled or steered surrogate parameters, their
   half-widths, kernel chi when :func:`logs_chi`, support fractions.
 
-  Keys: "surrogate/<layer>/<param>" for the scheduled parameter and (chi
-  controller) the width parameter; "halfwidth/<layer>" (compact surrogates
-  whose width changes); "chi/<layer>" (with ``grads`` and :func:`logs_chi`);
-  "support_fraction/<layer>" (whatever ``fractions`` holds). Constants are left
-  out: a surrogate parameter nothing changes is in config.json.
+  ``surrogate``: the model's (an object, or a spec to parse). Keys: "surrogate/<layer>/<param>" for
+  the scheduled parameter and (chi controller) the width parameter;
+  "halfwidth/<layer>" (compact surrogates whose width changes); "chi/<layer>"
+  (with ``grads`` and :func:`logs_chi`); "support_fraction/<layer>" (whatever
+  ``fractions`` holds). Constants are left out: a surrogate parameter nothing
+  changes is in config.json.
   """
-  sg = surrogates.as_surrogate(surrogate)
+  surrogate = surrogates.as_surrogate(surrogate)
   schedule, control = estimator_config["schedule"], estimator_config["chi"]
-  compact = surrogates.unwrap(sg).name in surrogates.COMPACT_SUPPORT
+  compact = surrogates.unwrap(surrogate).name in surrogates.COMPACT_SUPPORT
+  width_parameter = chi.width_parameter(surrogate) if compact else None
   changing = {schedule["param"]} - {""}
   if control["enabled"]:
-    changing.add(chi.width_parameter(sg))
-  width_changes = compact and (control["enabled"] or schedule["param"] == chi.width_parameter(sg))
+    changing.add(width_parameter)
+  width_changes = compact and (control["enabled"] or schedule["param"] == width_parameter)
   metrics = {}
   for layer, params in _layers_of(surrogate_state).items():
     metrics.update({f"surrogate/{layer}/{k}": v for k, v in params.items() if k in changing})
     if width_changes:
-      metrics[f"halfwidth/{layer}"] = chi.params_to_halfwidth(sg, params)
+      metrics[f"halfwidth/{layer}"] = chi.params_to_halfwidth(surrogate, params)
   if grads is not None and logs_chi(estimator_config):
     metrics.update({f"chi/{k}": v for k, v in chi.chi_per_layer(grads).items()})
   metrics.update({f"support_fraction/{k}": v for k, v in (fractions or {}).items()})

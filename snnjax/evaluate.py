@@ -174,14 +174,14 @@ def restore_run(workdir: str | pathlib.Path, which: str = "best"):
     raise ValueError(f"--checkpoint {which!r} is unknown; choose one of {', '.join(CHECKPOINTS)}.")
   workdir = check_run_dir(workdir)
   config = config_lib.load_saved_config(workdir)
-  exp = loop.prepare(config, workdir, read_only=True)
+  experiment = loop.prepare(config, workdir, read_only=True)
   try:
-    restore = (exp.checkpointer.restore_best if which == "best"
-               else exp.checkpointer.restore_latest)
-    restored = restore(exp.template)
-    saved_metrics = {} if restored is None else exp.checkpointer.metrics(restored[2])
+    restore = (experiment.checkpointer.restore_best if which == "best"
+               else experiment.checkpointer.restore_latest)
+    restored = restore(experiment.template)
+    saved_metrics = {} if restored is None else experiment.checkpointer.metrics(restored[2])
   finally:
-    exp.checkpointer.close()
+    experiment.checkpointer.close()
   if restored is None:
     raise FileNotFoundError(f"{workdir / 'checkpoints'} holds no checkpoint.")
   state, _, step = restored
@@ -189,14 +189,14 @@ def restore_run(workdir: str | pathlib.Path, which: str = "best"):
   loop.announce(f"restored checkpoint step {step} ({which}"
                 + (f", test accuracy {accuracy:.4f} when saved" if accuracy is not None else "")
                 + f") from {workdir / 'checkpoints'}")
-  for name, text in (("devices", run_summary.devices_line(exp.mesh)),
+  for name, text in (("devices", run_summary.devices_line(experiment.mesh)),
                      ("model", run_summary.model_line(config.model)),
-                     ("params", run_summary.params_line(exp.template.params))):
+                     ("params", run_summary.params_line(experiment.template.params))):
     loop.announce(f"{name:<9} {text}")
-  return config, exp, state, step
+  return config, experiment, state, step
 
 
-def split_pipeline(config: Any, exp: loop.Experiment, split: str,
+def split_pipeline(config: Any, experiment: loop.Experiment, split: str,
                    batch_size: int | None) -> data.DataPipeline:
   """The eval pipeline of ``split`` at ``batch_size`` (global; default the run's batch_size).
 
@@ -204,13 +204,13 @@ def split_pipeline(config: Any, exp: loop.Experiment, split: str,
   the split and its size. ValueError names the flag of a bad split or batch size.
   """
   batch_size = batch_size or config.batch_size
-  devices = exp.mesh.devices.size
+  devices = experiment.mesh.devices.size
   if batch_size % devices or batch_size % jax.process_count():
     multiple = max(devices, jax.process_count())
     raise ValueError(f"--batch-size {batch_size} is not divisible by the {devices} devices "
                      f"and {jax.process_count()} processes; use a multiple of {multiple}.")
   if split == config.data.eval_split and batch_size == config.batch_size:
-    pipeline = exp.test_data
+    pipeline = experiment.test_data
   else:
     try:
       pipeline = data.create_dataset(
@@ -276,15 +276,15 @@ def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best", split: st
   The energy report is recorded on the split's first batch and charged at the
   firing rates measured over the whole split (:func:`snnjax.energy.at_rates`).
   """
-  config, exp, state, step = restore_run(workdir, which)
+  config, experiment, state, step = restore_run(workdir, which)
   split = split or config.data.eval_split
-  pipeline = split_pipeline(config, exp, split, batch_size)
-  eval_step = loop.LazyCompiled("eval step", loop.compiled_eval_step(exp))
+  pipeline = split_pipeline(config, experiment, split, batch_size)
+  eval_step = loop.LazyCompiled("eval step", loop.compiled_eval_step(experiment))
   results = evaluate_pass(eval_step, state, pipeline.dataset, pipeline.steps_per_epoch,
-                          exp.mesh, "evaluation")
+                          experiment.mesh, "evaluation")
   with phase("recording every layer on one batch for the energy estimate"):
     sample = next(iter(pipeline.dataset))
-    calls = energy.record_layers(exp.model, steps.model_variables(state),
+    calls = energy.record_layers(experiment.model, steps.model_variables(state),
                                  steps.model_input(sample["image"]),
                                  T=config.model.T, batch_size=sample["label"].shape[0],
                                  train=False)

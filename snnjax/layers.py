@@ -36,14 +36,13 @@ ACTIVITY_COLLECTION = "intermediates"
 FIRING_RATE = "firing_rate"
 SUPPORT_FRACTION = "support_fraction"
 
-#: Re-exported from :mod:`snnjax.surrogates`, where surrogate specs are parsed.
-SurrogateSpec = surrogates.SurrogateSpec
-as_surrogate = surrogates.as_surrogate
+def surrogate_state(module: nn.Module, spec: surrogates.SurrogateSpec) -> surrogates.AnySurrogate:
+  """The module's surrogate with parameters read from its ``"surrogate"`` variables.
 
-
-def surrogate_state(module: nn.Module, spec: SurrogateSpec) -> surrogates.AnySurrogate:
-  """The module's surrogate with parameters read from its ``"surrogate"`` variables."""
-  surrogate = as_surrogate(spec)
+  ``spec``: the parsed surrogate (what models built from a config hold), or a spec
+  :func:`snnjax.surrogates.as_surrogate` parses.
+  """
+  surrogate = surrogates.as_surrogate(spec)
   values = {
       name: module.variable(SURROGATE_COLLECTION, name,
                             lambda v=value: jnp.asarray(v, jnp.float32)).value
@@ -111,7 +110,7 @@ class SpikingNeuron(nn.Module):
   v_reset: float = 0.0
   reset: str = "hard"
   detach_reset: bool = False
-  surrogate: SurrogateSpec = "atan"
+  surrogate: surrogates.SurrogateSpec = "atan"
   unroll: int | bool = True
 
 

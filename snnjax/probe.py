@@ -160,16 +160,16 @@ def probe_workdir(workdir: str | pathlib.Path, *, which: str = "best", split: st
     raise ValueError(f"--directions={num_directions} must be >= 2 for a confidence interval.")
   if not step_size > 0:
     raise ValueError(f"--step-size={step_size} must be > 0.")
-  config, exp, state, step = evaluate.restore_run(workdir, which)
+  config, experiment, state, step = evaluate.restore_run(workdir, which)
   state = jax.device_get(state)
   batches = _batches(config, split or config.data.train_split, num_batches,
                      batch_size or config.batch_size)
   key = jax.random.key(seed)
-  snn_loss, references = probe_losses(exp.model, config, state, batches,
+  snn_loss, references = probe_losses(experiment.model, config, state, batches,
                                       jax.random.fold_in(key, 1))
   sample = steps.model_input(batches[0]["image"])
   with evaluate.phase("recording the layers' order and inputs on one batch"):
-    calls = energy.record_layers(exp.model, steps.model_variables(state), sample,
+    calls = energy.record_layers(experiment.model, steps.model_variables(state), sample,
                                  T=config.model.T, batch_size=len(batches[0]["label"]),
                                  train=False)
   with_kernel = set(gradient_probe.kernel_layers(state.params))

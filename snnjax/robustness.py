@@ -187,15 +187,15 @@ def evaluate_workdir(workdir: str | pathlib.Path, noises: Mapping[str, Sequence[
   if config.data.source == "events":
     raise ValueError("noise robustness is defined for images in [0, 1]; this run trains on "
                      "event frames (config.data.source='events').")
-  config, exp, state, step = evaluate.restore_run(workdir, which)
+  config, experiment, state, step = evaluate.restore_run(workdir, which)
   split = split or config.data.eval_split
-  pipeline = evaluate.split_pipeline(config, exp, split, batch_size)
+  pipeline = evaluate.split_pipeline(config, experiment, split, batch_size)
   transform, _ = data.make_transform(
       config.data, data.create_source(config.data, split), train=False)
-  eval_step = loop.LazyCompiled("eval step", loop.compiled_eval_step(exp))
+  eval_step = loop.LazyCompiled("eval step", loop.compiled_eval_step(experiment))
   results = accuracy_under_noise(
       lambda batches, what: evaluate.evaluate_pass(eval_step, state, batches,
-                                                   pipeline.steps_per_epoch, exp.mesh, what),
+                                                   pipeline.steps_per_epoch, experiment.mesh, what),
       pipeline.dataset, noises, jax.random.key(seed), transform.mean, transform.std)
   return {"step": step, "config": config, "results": results}
 

@@ -69,3 +69,25 @@ def check_int(key: str, value: Any, minimum: int = 0, note: str = "") -> None:
   wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
   check(is_int(value) and value >= minimum,
         f"config.{key}={value!r} must be {wanted}{' ' + note if note else ''}.")
+
+
+def check_known(kind: str, value: Any, allowed: Any) -> None:
+  """Raises ValueError("unknown <kind> <value>; allowed: ...") unless ``value`` is in ``allowed``.
+
+  For function arguments (a config key's check is :func:`check_choice`).
+  """
+  check(value in tuple(allowed),
+        f"unknown {kind} {value!r}; allowed: {', '.join(map(str, allowed))}.")
+
+
+def check_choice(key: str, value: Any, allowed: Any) -> None:
+  """Raises ValueError unless ``config.<key>`` is one of ``allowed`` (names, in order)."""
+  check(value in tuple(allowed),
+        f"config.{key}={value!r} unknown; allowed: {', '.join(map(str, allowed))}.")
+
+
+def check_positive(key: str, value: Any, strict: bool = True) -> None:
+  """Raises ValueError unless ``config.<key>`` is a number > 0 (``strict``) or >= 0."""
+  number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+  check(number and (value > 0 if strict else value >= 0),
+        f"config.{key}={value!r} must be {'>' if strict else '>='} 0.")

@@ -135,9 +135,9 @@ def test_generic_schedules_at_endpoints_and_midpoints(kind, start, end, mid, qua
 
 def test_schedule_changes_the_surrogate_in_a_jitted_loop_without_recompiling():
   model, variables, x, y = _net("gsg_tanh(beta=0.5)")
-  update = estimators.make_surrogate_update(
+  update = estimators.make_estimator(
       _config(**{"schedule.param": "beta", "schedule.kind": "gsg", "schedule.unit": "step"}),
-      "gsg_tanh(beta=0.5)", steps_per_epoch=2, total_steps=4)
+      "gsg_tanh(beta=0.5)", steps_per_epoch=2, total_steps=4).update
   traces = []
 
   @jax.jit
@@ -162,7 +162,7 @@ def test_schedule_changes_the_surrogate_in_a_jitted_loop_without_recompiling():
 
 def test_nothing_enabled_is_the_identity():
   state = {"sn1": {"alpha": jnp.float32(2.0)}}
-  update = estimators.make_surrogate_update(estimators.default_config(), "atan", 10, 100)
+  update = estimators.make_estimator(estimators.default_config(), "atan", 10, 100).update
   assert update(state, jnp.int32(5), {"sn1": jnp.float32(0.3)}) is state
 
 
@@ -246,8 +246,8 @@ def test_controller_converges_monotonically_on_a_fixed_batch(start):
   config = _config(**{"chi.enabled": True, "chi.target": target, "chi.rate": 1.0,
                       "chi.max_change": 1.1, "chi.every_steps": 1, "chi.tolerance": 0.005,
                       "chi.min_halfwidth": 0.05, "chi.max_halfwidth": 3.0})
-  update = jax.jit(estimators.make_surrogate_update(config, sg, steps_per_epoch=10,
-                                                    total_steps=1000))
+  update = jax.jit(estimators.make_estimator(config, sg, steps_per_epoch=10,
+                                             total_steps=1000).update)
   measure = jax.jit(lambda s: chi.support_fractions(
       model.apply({**variables, "surrogate": s}, x, mutable=["intermediates"])[1]))
   state = {"sn1": chi.halfwidth_to_params(sg, start)}
@@ -281,7 +281,7 @@ def test_controller_respects_bounds_and_dead_band():
 
 def test_controller_updates_only_every_n_steps_and_layers_with_a_fraction():
   config = _config(**{"chi.enabled": True, "chi.every_steps": 3, "chi.target": 0.5})
-  update = estimators.make_surrogate_update(config, "triangle", 10, 100)
+  update = estimators.make_estimator(config, "triangle", 10, 100).update
   state = {"a": {"sn1": {"gamma": jnp.float32(0.5)}}, "sn2": {"gamma": jnp.float32(0.5)}}
   fractions = {"a/sn1": jnp.float32(0.1)}
   assert float(update(state, jnp.int32(2), fractions)["a"]["sn1"]["gamma"]) == 0.5
@@ -332,7 +332,8 @@ def test_estimator_metrics_leave_out_what_cannot_change():
      r"is the width the chi controller sets"),
     ("triangle", {"chi.enabled": True, "chi.target": 1.5}, r"chi.target=1.5 must be in \(0, 1\)"),
     ("triangle", {"chi.enabled": True, "chi.max_change": 1.0}, r"max_change=1.0 must be > 1"),
-    ("triangle", {"chi.enabled": True, "chi.every_steps": 0}, r"every_steps=0 must be an int"),
+    ("triangle", {"chi.enabled": True, "chi.every_steps": 0},
+     r"every_steps=0 must be a positive int"),
     ("triangle", {"chi.enabled": True, "chi.min_halfwidth": 2.0, "chi.max_halfwidth": 1.0},
      r"0 < min <= max"),
 ])

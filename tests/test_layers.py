@@ -15,7 +15,7 @@ class TinyNet(nn.Module):
   """Conv -> BN -> LIF -> Dense over T=3; the kind of stack the model zoo builds."""
 
   neuron: str = "lif"
-  surrogate: L.SurrogateSpec = "atan"
+  surrogate: S.SurrogateSpec = "atan"
 
   @nn.compact
   def __call__(self, images, train=True):
@@ -107,11 +107,11 @@ def test_bad_neuron_and_surrogate_specs():
   with pytest.raises(ValueError, match="neuron 'if' takes.*not \\['tau'\\]"):
     L.neuron("if", tau=2.0)
   with pytest.raises(ValueError, match="unknown surrogate 'foo'"):
-    L.as_surrogate("foo")
+    S.as_surrogate("foo")
   with pytest.raises(ValueError, match="'name' key"):
-    L.as_surrogate({"alpha": 2.0})
+    S.as_surrogate({"alpha": 2.0})
   with pytest.raises(ValueError, match="cannot build a surrogate"):
-    L.as_surrogate(3.0)
+    S.as_surrogate(3.0)
 
 
 def test_time_helpers():

@@ -126,15 +126,15 @@ def test_config_remat_reaches_the_model_and_is_validated():
 
 
 def test_cpu_remat_flag_is_added_once_and_only_with_remat():
-  from snnjax.models import common
-  assert common.xla_flags_for_remat("--a=1", "none", cpu_only=True) == "--a=1"
-  assert common.xla_flags_for_remat("--a=1", "block", cpu_only=False) == "--a=1"  # GPUs reject it
-  with_flag = common.xla_flags_for_remat("--a=1", "block", cpu_only=True)
-  assert with_flag == f"--a=1 {common.CPU_REMAT_XLA_FLAG}"
-  assert common.xla_flags_for_remat(with_flag, "neuron", cpu_only=True) == with_flag
+  from snnjax import xla_flags
+  assert xla_flags.with_remat_flag("--a=1", "none", cpu_only=True) == "--a=1"
+  assert xla_flags.with_remat_flag("--a=1", "block", cpu_only=False) == "--a=1"  # GPUs reject it
+  with_flag = xla_flags.with_remat_flag("--a=1", "block", cpu_only=True)
+  assert with_flag == f"--a=1 {xla_flags.CPU_REMAT_XLA_FLAG}"
+  assert xla_flags.with_remat_flag(with_flag, "neuron", cpu_only=True) == with_flag
   sys.path.insert(0, str(ROOT / "benchmarks"))
   import common as bench_common  # the stdlib-only benchmark driver keeps its own copy
-  assert bench_common.CPU_REMAT_XLA_FLAGS == common.CPU_REMAT_XLA_FLAG
+  assert bench_common.CPU_REMAT_XLA_FLAGS == xla_flags.CPU_REMAT_XLA_FLAG
 
 
 def test_accuracy_benchmark_smoke_run_trains_both_frameworks(tmp_path):
@@ -151,12 +151,9 @@ def test_accuracy_benchmark_smoke_run_trains_both_frameworks(tmp_path):
   assert len({(r["n_params"], r["n_params_with_heads"]) for r in records}) == 1
 
 
-def test_train_py_adds_the_remat_flag_only_for_a_cpu_only_jax(monkeypatch):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-  train_script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(train_script)
+def test_the_remat_flag_is_only_for_a_cpu_only_jax(monkeypatch):
+  from snnjax import xla_flags
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  assert train_script.jax_uses_cpu_only()
+  assert xla_flags.jax_uses_cpu_only()
   monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
-  assert not train_script.jax_uses_cpu_only()
+  assert not xla_flags.jax_uses_cpu_only()

@@ -63,9 +63,10 @@ def finish(process, timeout=300):
 
 def restored_params(workdir):
   """(step, parameters as NumPy) of a run's latest checkpoint, with the run's own config.json."""
-  exp = loop.prepare(config_lib.load_saved_config(pathlib.Path(workdir)), pathlib.Path(workdir))
-  state, _, step = exp.checkpointer.restore_latest(exp.template)
-  exp.checkpointer.close()
+  workdir = pathlib.Path(workdir)
+  experiment = loop.prepare(config_lib.load_saved_config(workdir), workdir)
+  state, _, step = experiment.checkpointer.restore_latest(experiment.template)
+  experiment.checkpointer.close()
   return step, jax.tree.map(np.asarray, jax.device_get(state.params))
 
 
@@ -154,10 +155,10 @@ def test_fsdp_spec_splits_largest_divisible_axis():
     ("model.T", 0, "T=0 must be >= 1"),
     ("sml.heads", (9,), "out of range.*valid indices are 1..7"),
     ("model.name", "resnet99", "unknown model 'resnet99'"),
-    ("model.neuron", "izhikevich", "model.neuron='izhikevich' is not allowed"),
-    ("loss.name", "mse", "loss.name='mse' is not allowed"),
+    ("model.neuron", "izhikevich", "model.neuron='izhikevich' unknown; allowed"),
+    ("loss.name", "mse", "loss.name='mse' unknown; allowed"),
     ("loss.name", "tet", "cannot combine with SML"),
-    ("optimizer.name", "lamb", "optimizer.name='lamb' is not allowed"),
+    ("optimizer.name", "lamb", "optimizer.name='lamb' unknown; allowed"),
     ("optimizer.learning_rate", 0.0, "learning_rate=0.0 must be > 0"),
     ("sml.lam", 1.5, "lam=1.5 must lie in"),
     ("data.source", "kaggle", "source='kaggle' unknown"),
@@ -306,14 +307,14 @@ def test_train_step_applies_the_surrogate_schedule_and_chi_controller_without_re
   config.estimator.chi.update(dict(enabled=True, target=0.9, every_steps=1, max_change=1.1))
   model = config_lib.build_model(config, num_classes=10)
   tx = optax.adamw(1e-3)
-  update = estimators.make_surrogate_update(config.estimator, config.model.surrogate,
-                                            steps_per_epoch=10, total_steps=10)
+  estimator = estimators.make_estimator(config.estimator, config.model.surrogate,
+                                       steps_per_epoch=10, total_steps=10)
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.normal(size=(16, 8, 8, 1)), jnp.float32),
            "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
   state = steps.init_state(model, tx, jax.random.key(0), batch["image"], lipschitz=False)
   traces = []
-  train_step = steps.make_train_step(model, tx, config, lambda s: 1e-3, update)
+  train_step = steps.make_train_step(model, tx, config, lambda s: 1e-3, estimator)
 
   @jax.jit
   def counted_step(state, batch):
@@ -345,3 +346,28 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new_state.params))
   assert any(not np.array_equal(a, b) for a, b in
              zip(jax.tree.leaves(state.params), jax.tree.leaves(new_state.params)))
+
+
+def test_a_run_parses_its_surrogate_and_validates_its_config_once(tmp_path, monkeypatch):
+  """One parse of config.model.surrogate and one validation of each block per run: the
+  objects they build are passed on (model, estimator, train step), never rebuilt."""
+  from snnjax import data, surrogates
+  calls = {"parse": 0, "data": 0, "estimator": 0}
+
+  def counted(name, function):
+    def wrapper(*args, **kwargs):
+      calls[name] += 1
+      return function(*args, **kwargs)
+    return wrapper
+
+  monkeypatch.setattr(surrogates, "parse", counted("parse", surrogates.parse))
+  counted_data = counted("data", data.validate_config)
+  monkeypatch.setattr(data, "validate_config", counted_data)
+  monkeypatch.setattr(data.config, "validate_config", counted_data)  # what the pipeline calls
+  monkeypatch.setattr(estimators, "validate_config", counted("estimator",
+                                                             estimators.validate_config))
+  config = tiny_config(**{"model.surrogate": "triangle(gamma=0.5)", "max_steps": 2,
+                          "estimator.chi.enabled": True, "estimator.chi.every_steps": 1})
+  results = loop.train_and_evaluate(config, tmp_path / "run")
+  assert 0 <= results["test_accuracy"] <= 1
+  assert calls == {"parse": 1, "data": 1, "estimator": 1}

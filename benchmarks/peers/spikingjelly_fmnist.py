@@ -166,7 +166,7 @@ def describe(config_path: str, overrides: list[str]) -> dict[str, Any]:
 
   model, (n_heads, n_heads_decayed) = counts(sml=True)
   _, (n_snn, n_snn_decayed) = counts(sml=False)
-  surrogate = layers.as_surrogate(config.model.surrogate)
+  surrogate = surrogates.as_surrogate(config.model.surrogate)
   return {
       "config_path": config_path,
       "overrides": list(overrides),

@@ -14,12 +14,12 @@ from snnjax.data.config import default_config, validate_config
 from snnjax.data.events import EventFolderSource, integrate_events
 from snnjax.data.idx import load_fashion_mnist, read_idx
 from snnjax.data.pipeline import (DataPipeline, build_pipeline, create_dataset, create_source,
-                                  make_transform)
+                                  make_transform, open_dataset)
 from snnjax.data.sources import SourceInfo, SyntheticSource
 
 __all__ = [
     "augment", "events", "idx", "sources", "default_config", "validate_config",
     "EventFolderSource", "integrate_events", "load_fashion_mnist", "read_idx", "DataPipeline",
-    "build_pipeline", "create_dataset", "create_source", "make_transform", "SourceInfo",
-    "SyntheticSource",
+    "build_pipeline", "create_dataset", "create_source", "make_transform", "open_dataset",
+    "SourceInfo", "SyntheticSource",
 ]

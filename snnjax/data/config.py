@@ -132,8 +132,7 @@ def validate_config(block: Mapping) -> None:
   data = dict(block.to_dict() if hasattr(block, "to_dict") else block)
   validation.check_keys("data", data, default_config().to_dict(), "snnjax.data.default_config()")
   augment, event, synthetic = data["augment"], data["events"], data["synthetic"]
-  _check(data["source"] in SOURCES,
-         f"config.data.source={data['source']!r} unknown; allowed: {SOURCES}.")
+  validation.check_choice("data.source", data["source"], SOURCES)
   if data["source"] == "tfds":
     _check(data["name"] in sources.TFDS_NAMES,
            f"config.data.name={data['name']!r} unsupported for source 'tfds'; allowed: "
@@ -177,8 +176,7 @@ def validate_config(block: Mapping) -> None:
          f"equal length.")
   _check(data["std"] is None or all(v > 0 for v in data["std"]),
          f"config.data.std={data['std']!r} must be positive.")
-  _check(data["normalization"] in NORMALIZATIONS,
-         f"config.data.normalization={data['normalization']!r} unknown; allowed: {NORMALIZATIONS}.")
+  validation.check_choice("data.normalization", data["normalization"], NORMALIZATIONS)
   if data["mean"] is None and data["source"] in NAMED_STATISTICS_SOURCES:
     name = sources.statistics_key(data["source"], data["name"])
     table = sources.statistics_table(data["normalization"])
@@ -189,8 +187,7 @@ def validate_config(block: Mapping) -> None:
   validation.check_int("data.augment.crop_padding", augment["crop_padding"])
   validation.check_int("data.augment.cutout", augment["cutout"])
   validation.check_int("data.augment.roll", augment["roll"], 0, "(pixels)")
-  _check(augment["policy"] in POLICIES,
-         f"config.data.augment.policy={augment['policy']!r} unknown; allowed: {POLICIES}.")
+  validation.check_choice("data.augment.policy", augment["policy"], POLICIES)
   _check(augment["policy"] == "none" or data["source"] != "events",
          f"config.data.augment.policy={augment['policy']!r} works on images only; use "
          "'none' for events.")
@@ -205,8 +202,7 @@ def validate_config(block: Mapping) -> None:
          f"config.data.augment.rrc_scale={augment['rrc_scale']!r} must be <= 1.")
   _check_range("augment.rrc_ratio", augment["rrc_ratio"])
   validation.check_int("data.events.num_frames", event["num_frames"], 1)
-  _check(event["split_by"] in events.SPLIT_BY,
-         f"config.data.events.split_by={event['split_by']!r} unknown; allowed: {events.SPLIT_BY}.")
+  validation.check_choice("data.events.split_by", event["split_by"], events.SPLIT_BY)
   _check(len(event["sensor_size"]) == 2 and all(_is_int(v) and v > 0 for v in event["sensor_size"]),
          f"config.data.events.sensor_size={event['sensor_size']!r} must be (H, W) positive ints.")
   _check(0 < event["train_fraction"] < 1,

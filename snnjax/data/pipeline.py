@@ -377,13 +377,27 @@ def make_transform(data_config: Mapping, info: sources.SourceInfo,
   return transform, tuple(shape)
 
 
-def create_dataset(data_config: Mapping, split: str, *, batch_size: int, seed: int,
-                   shard_index: int, shard_count: int, num_epochs: int | None = None,
-                   train: bool | None = None) -> DataPipeline:
-  """The one entry point of the training loop: a sharded, batched, checkpointable pipeline.
+def create_dataset(data_config: Mapping, split: str, **options: Any) -> DataPipeline:
+  """The data layer's entry point: validates ``data_config``, then :func:`open_dataset`.
+
+  Raises:
+    ValueError: what :func:`snnjax.data.validate_config` rejects, then what
+      :func:`open_dataset` does.
+  """
+  config_lib.validate_config(data_config)
+  return open_dataset(data_config, split, **options)
+
+
+def open_dataset(data_config: Mapping, split: str, *, batch_size: int, seed: int,
+                 shard_index: int, shard_count: int, num_epochs: int | None = None,
+                 train: bool | None = None) -> DataPipeline:
+  """A sharded, batched, checkpointable pipeline over a validated data block.
+
+  The training loop calls this after the config's one validation; other callers
+  use :func:`create_dataset`, which validates first.
 
   Args:
-    data_config: the ``config.data`` block (see :func:`default_config`); validated first.
+    data_config: the ``config.data`` block (see :func:`default_config`), validated.
     split: split name, e.g. ``data_config.train_split`` or ``data_config.eval_split``.
     batch_size: per-process batch (global batch / process count).
     seed: shuffle and augmentation seed.
@@ -395,8 +409,6 @@ def create_dataset(data_config: Mapping, split: str, *, batch_size: int, seed: i
   Returns:
     A :class:`DataPipeline`.
   """
-  config_lib.validate_config(data_config)
-  _check_sharding(batch_size, seed, shard_index, shard_count, num_epochs)
   if not isinstance(split, str) or not split:
     raise ValueError(f"split={split!r} must be a non-empty split name, e.g. 'train' or 'test'.")
   train = split.startswith("train") if train is None else train

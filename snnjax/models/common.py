@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from snnjax import layers, surrogates
+from snnjax import layers, surrogates, validation
 
 Array = jax.Array
 
@@ -62,8 +62,7 @@ def dense(features: int, x: Array, init: str = "lecun", use_bias: bool = True,
   scaling train from: neither re-initialises its Linear layers). Call it
   inside a compact method: the nn.Dense is created there, under ``name``.
   """
-  if init not in DENSE_INITS:
-    raise ValueError(f"unknown dense init {init!r}; allowed: {', '.join(DENSE_INITS)}.")
+  validation.check_known("dense init", init, DENSE_INITS)
   extra = {}
   if init == "torch":
     extra = dict(kernel_init=torch_kernel_init, bias_init=torch_bias_init(x.shape[-1]))
@@ -72,8 +71,7 @@ def dense(features: int, x: Array, init: str = "lecun", use_bias: bool = True,
 
 def conv_kernel_init(init: str = "kaiming_fan_out") -> nn.initializers.Initializer:
   """The conv weight initialiser named ``init`` (:data:`CONV_INITS`; convs here are bias-free)."""
-  if init not in CONV_INITS:
-    raise ValueError(f"unknown conv init {init!r}; allowed: {', '.join(CONV_INITS)}.")
+  validation.check_known("conv init", init, CONV_INITS)
   return conv_init if init == "kaiming_fan_out" else torch_kernel_init
 
 HEAD_PREFIX = "sml_head_"
@@ -142,30 +140,9 @@ def remat_class(cls: type[nn.Module], static_argnums: tuple[int, ...] = ()) -> t
   return nn.remat(cls, static_argnums=static_argnums)
 
 
-#: XLA:CPU removes jax.checkpoint's optimisation barriers before common-subexpression
-#: elimination (the "cse_barrier_expander" pass), which merges the recomputation back into
-#: the forward pass and undoes rematerialisation; disabling that pass keeps it.
-CPU_REMAT_XLA_FLAG = "--xla_disable_hlo_passes=cse_barrier_expander"
-
-
-def xla_flags_for_remat(xla_flags: str, remat: str, cpu_only: bool) -> str:
-  """``xla_flags`` (an $XLA_FLAGS value) with :data:`CPU_REMAT_XLA_FLAG` added for remat on CPU.
-
-  Only for a process whose JAX uses the CPU alone (``cpu_only``): GPU compilers
-  expand the barriers after their own CSE and reject the flag's result
-  ("Unsupported instruction opcode: opt-barrier"). Must reach $XLA_FLAGS before
-  JAX creates its first client; train.py does this.
-  """
-  check_remat(remat)
-  if remat == "none" or not cpu_only or "cse_barrier_expander" in xla_flags:
-    return xla_flags
-  return f"{xla_flags} {CPU_REMAT_XLA_FLAG}".strip()
-
-
 def check_remat(remat: str) -> None:
   """Raises ValueError unless ``remat`` is one of :data:`REMAT`."""
-  if remat not in REMAT:
-    raise ValueError(f"unknown remat {remat!r}; allowed: {', '.join(REMAT)}.")
+  validation.check_known("remat", remat, REMAT)
 
 
 def scale_width(channels: int, width: float) -> int:
@@ -182,7 +159,7 @@ class Ops:
   Attributes:
     neuron: "lif", "if" or "plif" (see :data:`snnjax.layers.NEURONS`).
     neuron_kwargs: (name, value) pairs for the neuron module (tau, reset, ...).
-    surrogate: anything :func:`snnjax.layers.as_surrogate` accepts.
+    surrogate: a parsed surrogate, or anything :func:`snnjax.surrogates.as_surrogate` accepts.
     spiking: False swaps every neuron for ReLU (the ANN twin of the network).
     dtype: activation dtype, e.g. jnp.bfloat16.
     bn_momentum: Flax convention, running = momentum * running + (1 - momentum) * batch
@@ -272,8 +249,7 @@ class Ops:
     or an SGS surrogate whose explicit threshold is not the neuron's."""
     check_remat(self.remat)
     conv_kernel_init(self.conv_init)
-    if self.dense_init not in DENSE_INITS:
-      raise ValueError(f"unknown dense init {self.dense_init!r}; allowed: {', '.join(DENSE_INITS)}.")
+    validation.check_known("dense init", self.dense_init, DENSE_INITS)
     if "surrogate" in dict(self.neuron_kwargs):
       raise ValueError("give the surrogate as the model's surrogate=..., not in neuron_kwargs.")
     module = layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))

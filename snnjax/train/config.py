@@ -56,17 +56,18 @@ is compiled.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import json
 import os
 import pathlib
 import time
 from typing import Any
 
+import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from snnjax import data, estimators, layers, models, surrogates
+from snnjax import data, estimators, layers, models, surrogates, validation
 from snnjax.train import optim, steps
 
 NEURON_ARGUMENTS = ("tau", "decay_input", "v_threshold", "v_reset", "reset", "detach_reset")
@@ -105,68 +106,85 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _choice(value: Any, allowed: tuple, key: str) -> None:
-  if value not in allowed:
-    raise ValueError(f"config.{key}={value!r} is not allowed; choose from {', '.join(allowed)}.")
-
-
-def _positive(value: Any, key: str, strict: bool = True) -> None:
-  if not (value > 0 if strict else value >= 0):
-    raise ValueError(f"config.{key}={value!r} must be {'>' if strict else '>='} 0.")
-
-
 def neuron_kwargs(model_config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The neuron settings of ``model_config`` that its neuron kind accepts."""
   accepted = layers.NEURONS[model_config.neuron].__dataclass_fields__
   return {k: model_config[k] for k in NEURON_ARGUMENTS if k in accepted}
 
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int):
-  """The model of ``config.model`` (raises ValueError for any bad model setting)."""
+def build_model(config: ml_collections.ConfigDict, num_classes: int,
+                surrogate: surrogates.AnySurrogate | None = None) -> nn.Module:
+  """The model of ``config.model`` (raises ValueError for any bad model setting).
+
+  ``surrogate``: ``config.model.surrogate`` already parsed (:func:`validate`
+  returns it); None parses it here.
+  """
   m = config.model
-  _choice(m.neuron, tuple(layers.NEURONS), "model.neuron")
-  _choice(m.dtype, tuple(DTYPES), "model.dtype")
+  validation.check_choice("model.neuron", m.neuron, layers.NEURONS)
+  validation.check_choice("model.dtype", m.dtype, DTYPES)
   return models.create(
       m.name, num_classes=num_classes, T=m.T,
       sml_heads=tuple(config.sml.heads) if config.sml.enabled else (),
       head_channels=config.sml.head_channels, head_bias=config.sml.head_bias, neuron=m.neuron,
-      neuron_kwargs=neuron_kwargs(m), surrogate=m.surrogate, width=m.width,
-      dtype=DTYPES[m.dtype], bn_momentum=m.bn_momentum, remat=m.remat,
+      neuron_kwargs=neuron_kwargs(m),
+      surrogate=surrogates.as_surrogate(m.surrogate) if surrogate is None else surrogate,
+      width=m.width, dtype=DTYPES[m.dtype], bn_momentum=m.bn_momentum, remat=m.remat,
       conv_init=m.conv_init, dense_init=m.dense_init, **m.options.to_dict())
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every value that can be checked without data or devices; raises ValueError."""
-  if config.model.T < 1:
-    raise ValueError(f"config.model.T={config.model.T} must be >= 1 time step.")
-  surrogates.as_surrogate(config.model.surrogate)
-  _choice(config.loss.name, steps.LOSSES, "loss.name")
-  _choice(config.optimizer.name, optim.OPTIMIZERS, "optimizer.name")
-  _choice(config.optimizer.schedule, optim.SCHEDULES, "optimizer.schedule")
-  _choice(config.optimizer.schedule_unit, optim.SCHEDULE_UNITS, "optimizer.schedule_unit")
-  _positive(config.optimizer.learning_rate, "optimizer.learning_rate")
-  _positive(config.optimizer.weight_decay, "optimizer.weight_decay", strict=False)
-  _positive(config.loss.lipschitz_weight, "loss.lipschitz_weight", strict=False)
-  if not 0 <= config.sml.lam <= 1:
-    raise ValueError(f"config.sml.lam={config.sml.lam} must lie in [0, 1].")
-  _positive(config.sml.temperature, "sml.temperature")
-  _positive(config.sml.alpha, "sml.alpha", strict=False)
-  _positive(config.batch_size, "batch_size")
-  _positive(config.num_epochs, "num_epochs")
-  _positive(config.max_steps, "max_steps", strict=False)
-  _positive(config.log_every_steps, "log_every_steps")
-  _positive(config.eval_every_epochs, "eval_every_epochs")
-  _positive(config.checkpoint_every_steps, "checkpoint_every_steps", strict=False)
-  _positive(config.keep_checkpoints, "keep_checkpoints")
-  if config.sml.enabled and not config.sml.heads:
-    raise ValueError("config.sml.enabled=True needs heads: set config.sml.heads, e.g. '(3, 6)', "
-                     "or --config.sml.enabled=False.")
-  if config.sml.enabled and config.loss.name != "ce":
-    raise ValueError(f"config.loss.name={config.loss.name!r} cannot combine with SML, whose loss "
-                     "has its own CE terms; use loss.name='ce' or --config.sml.enabled=False.")
-  estimators.validate_config(config.estimator, config.model.surrogate)
+@dataclasses.dataclass(frozen=True)
+class Validated:
+  """What :func:`validate` built while checking a config, handed on so nothing is parsed,
+  checked or built twice.
+
+  Attributes:
+    surrogate: ``config.model.surrogate`` parsed: the one parse of a run.
+    model: the model of ``config.model`` for ``config.data.num_classes`` classes (10 when
+      the source decides; ``model.clone(num_classes=n)`` gives it the dataset's count).
+  """
+
+  surrogate: surrogates.AnySurrogate
+  model: nn.Module
+
+
+def validate(config: ml_collections.ConfigDict) -> Validated:
+  """Checks every value that can be checked without data or devices; raises ValueError.
+
+  The one validation of a run: the data block (:func:`snnjax.data.validate_config`),
+  the estimator block (:func:`snnjax.estimators.validate_config`) and the model
+  (built here) are checked too, and what was built is returned.
+  """
+  check, choice, positive = validation.check, validation.check_choice, validation.check_positive
+  check(validation.is_int(config.model.T) and config.model.T >= 1,
+        f"config.model.T={config.model.T} must be >= 1 time step.")
+  surrogate = surrogates.as_surrogate(config.model.surrogate)
+  choice("loss.name", config.loss.name, steps.LOSSES)
+  choice("optimizer.name", config.optimizer.name, optim.OPTIMIZERS)
+  choice("optimizer.schedule", config.optimizer.schedule, optim.SCHEDULES)
+  choice("optimizer.schedule_unit", config.optimizer.schedule_unit, optim.SCHEDULE_UNITS)
+  positive("optimizer.learning_rate", config.optimizer.learning_rate)
+  positive("optimizer.weight_decay", config.optimizer.weight_decay, strict=False)
+  positive("loss.lipschitz_weight", config.loss.lipschitz_weight, strict=False)
+  check(0 <= config.sml.lam <= 1, f"config.sml.lam={config.sml.lam} must lie in [0, 1].")
+  positive("sml.temperature", config.sml.temperature)
+  positive("sml.alpha", config.sml.alpha, strict=False)
+  positive("batch_size", config.batch_size)
+  positive("num_epochs", config.num_epochs)
+  positive("max_steps", config.max_steps, strict=False)
+  positive("log_every_steps", config.log_every_steps)
+  positive("eval_every_epochs", config.eval_every_epochs)
+  positive("checkpoint_every_steps", config.checkpoint_every_steps, strict=False)
+  positive("keep_checkpoints", config.keep_checkpoints)
+  check(not config.sml.enabled or bool(config.sml.heads),
+        "config.sml.enabled=True needs heads: set config.sml.heads, e.g. '(3, 6)', "
+        "or --config.sml.enabled=False.")
+  check(not config.sml.enabled or config.loss.name == "ce",
+        f"config.loss.name={config.loss.name!r} cannot combine with SML, whose loss has its own "
+        "CE terms; use loss.name='ce' or --config.sml.enabled=False.")
+  estimators.validate_config(config.estimator, surrogate)
   data.validate_config(config.data)
-  build_model(config, num_classes=config.data.num_classes or 10)
+  model = build_model(config, num_classes=config.data.num_classes or 10, surrogate=surrogate)
+  return Validated(surrogate=surrogate, model=model)
 
 
 def _tuples(value):

@@ -59,8 +59,8 @@ def _datasets(config: ml_collections.ConfigDict) -> tuple[data.DataPipeline, dat
   process_batch = config.batch_size // jax.process_count()
   common = dict(batch_size=process_batch, seed=config.seed, shard_index=jax.process_index(),
                 shard_count=jax.process_count())
-  train = data.create_dataset(config.data, config.data.train_split, train=True, **common)
-  test = data.create_dataset(config.data, config.data.eval_split, train=False, **common)
+  train = data.open_dataset(config.data, config.data.train_split, train=True, **common)
+  test = data.open_dataset(config.data, config.data.eval_split, train=False, **common)
   return train, test
 
 
@@ -92,11 +92,11 @@ def evaluate(eval_step, state: steps.TrainState, batches: Iterable[dict], mesh,
   return results
 
 
-def _with_initial_surrogate(init, surrogate_update):
+def _with_initial_surrogate(init, estimator: estimators.Estimator):
   """``init`` followed by the surrogate update at step 0 (a schedule's starting values)."""
   def init_with_schedule(key):
     state = init(key)
-    return state.replace(surrogate=surrogate_update(state.surrogate, jnp.int32(0), {}))
+    return state.replace(surrogate=estimator.update(state.surrogate, jnp.int32(0), {}))
   return init_with_schedule
 
 
@@ -117,7 +117,7 @@ class Experiment:
   state_sharding: Any
   template: Any
   checkpointer: checkpoint.Checkpointer
-  surrogate_update: Any
+  estimator: estimators.Estimator
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path,
@@ -126,20 +126,20 @@ def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
   ``read_only`` opens the checkpoints for reading alone (evaluation of a finished run).
   """
-  config_lib.validate(config)
+  validated = config_lib.validate(config)
   checkpoint.check_workdir(workdir)
   mesh = sharding.make_mesh()
   sharding.check_batch_divides(config.batch_size, mesh)
   train_data, test_data = _datasets(config)
-  model = config_lib.build_model(config, train_data.num_classes)
+  model = validated.model.clone(num_classes=train_data.num_classes)
   total_steps, run_steps = _schedule_lengths(config, train_data.steps_per_epoch)
   tx, schedule = optim.make_optimizer(config.optimizer, train_data.steps_per_epoch, total_steps)
   sample = jnp.zeros((config.batch_size, *train_data.image_shape), jnp.float32)
   init = lambda key: steps.init_state(model, tx, key, sample,
                                       lipschitz=bool(config.loss.lipschitz_weight))
-  surrogate_update = estimators.make_surrogate_update(
-      config.estimator, config.model.surrogate, train_data.steps_per_epoch, total_steps)
-  init = _with_initial_surrogate(init, surrogate_update)
+  estimator = estimators.make_estimator(config.estimator, validated.surrogate,
+                                       train_data.steps_per_epoch, total_steps)
+  init = _with_initial_surrogate(init, estimator)
   abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
   state_sharding = sharding.state_shardings(abstract_state, mesh, fsdp=config.fsdp)
   template = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -147,13 +147,13 @@ def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep_last=config.keep_checkpoints,
                                          read_only=read_only)
   return Experiment(config, mesh, train_data, test_data, model, tx, schedule, total_steps,
-                    run_steps, init, state_sharding, template, checkpointer, surrogate_update)
+                    run_steps, init, state_sharding, template, checkpointer, estimator)
 
 
-def compiled_eval_step(exp: Experiment):
-  return jax.jit(steps.make_eval_step(exp.model),
-                 in_shardings=(exp.state_sharding, sharding.batch_sharding(exp.mesh)),
-                 out_shardings=sharding.replicated(exp.mesh))
+def compiled_eval_step(experiment: Experiment):
+  return jax.jit(steps.make_eval_step(experiment.model),
+                 in_shardings=(experiment.state_sharding, sharding.batch_sharding(experiment.mesh)),
+                 out_shardings=sharding.replicated(experiment.mesh))
 
 
 def announce(message: str) -> None:
@@ -187,11 +187,11 @@ class LazyCompiled:
     return self.compiled(*args)
 
 
-def eval_batch_spec(exp: Experiment) -> dict[str, jax.ShapeDtypeStruct]:
+def eval_batch_spec(experiment: Experiment) -> dict[str, jax.ShapeDtypeStruct]:
   """The global eval batch's shapes, dtypes and sharding (what the eval step is compiled for)."""
-  batch = exp.config.batch_size
-  placed = sharding.batch_sharding(exp.mesh)
-  return {"image": jax.ShapeDtypeStruct((batch, *exp.test_data.image_shape), jnp.float32,
+  batch = experiment.config.batch_size
+  placed = sharding.batch_sharding(experiment.mesh)
+  return {"image": jax.ShapeDtypeStruct((batch, *experiment.test_data.image_shape), jnp.float32,
                                         sharding=placed),
           "label": jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=placed),
           "mask": jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=placed)}
@@ -279,43 +279,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     NonFiniteLossError: the loss or the state became NaN/inf.
   """
   workdir = pathlib.Path(workdir).absolute()
-  exp = prepare(config, workdir)
+  experiment = prepare(config, workdir)
   lock = _lock_workdir(workdir)
   try:
     with preemption.StopRequests() as stop:
-      return _train(exp, workdir, allow_config_change, lock, stop)
+      return _train(experiment, workdir, allow_config_change, lock, stop)
   finally:
     if lock is not None:
       lock.release()
 
 
-def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
+def _train(experiment: Experiment, workdir: pathlib.Path, allow_config_change: bool,
            lock: workdir_lock.WorkdirLock | None, stop: preemption.StopRequests) -> dict[str, Any]:
-  config = exp.config
-  mesh, train_data, test_data, checkpointer = (exp.mesh, exp.train_data, exp.test_data,
-                                               exp.checkpointer)
-  run_steps = exp.run_steps
+  config = experiment.config
+  mesh, checkpointer = experiment.mesh, experiment.checkpointer
+  train_data, test_data = experiment.train_data, experiment.test_data
+  run_steps = experiment.run_steps
   if checkpointer.all_steps():
     _check_config_identity(config, workdir, allow_config_change)
-  restored = checkpointer.restore_latest(exp.template)
+  restored = checkpointer.restore_latest(experiment.template)
   if restored is None:
-    state = jax.jit(exp.init, out_shardings=exp.state_sharding)(jax.random.key(config.seed))
+    init = jax.jit(experiment.init, out_shardings=experiment.state_sharding)
+    state = init(jax.random.key(config.seed))
   else:
     state, data_state, restored_step = restored
     train_data.set_state(data_state)
   for line in run_summary.summary_lines(
-      config, mesh=mesh, params=exp.template.params, train=train_data, test=test_data,
-      total_steps=exp.total_steps, run_steps=run_steps, workdir=workdir,
+      config, mesh=mesh, params=experiment.template.params, train=train_data, test=test_data,
+      total_steps=experiment.total_steps, run_steps=run_steps, workdir=workdir,
       restored_step=None if restored is None else restored[2]):
     announce(line)
   _record_config(config, workdir)
 
-  train_step = jax.jit(steps.make_train_step(exp.model, exp.tx, config, exp.schedule,
-                                             exp.surrogate_update),
-                       in_shardings=(exp.state_sharding, sharding.batch_sharding(mesh)),
-                       out_shardings=(exp.state_sharding, sharding.replicated(mesh)),
+  train_step = jax.jit(steps.make_train_step(experiment.model, experiment.tx, config,
+                                             experiment.schedule, experiment.estimator),
+                       in_shardings=(experiment.state_sharding, sharding.batch_sharding(mesh)),
+                       out_shardings=(experiment.state_sharding, sharding.replicated(mesh)),
                        donate_argnums=0)
-  eval_step = LazyCompiled("eval step", compiled_eval_step(exp))
+  eval_step = LazyCompiled("eval step", compiled_eval_step(experiment))
 
   writer = metrics.MetricWriter(workdir, enabled=jax.process_index() == 0,
                                 resume_step=None if restored is None else restored[2])
@@ -385,7 +386,7 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
       is_last = step == run_steps
       if step % eval_every == 0 or is_last:
         flush_train_metrics()
-        eval_step.compile(state, eval_batch_spec(exp))
+        eval_step.compile(state, eval_batch_spec(experiment))
         started = time.perf_counter()
         last_eval = evaluate(eval_step, state, test_data.dataset, mesh,
                              test_data.steps_per_epoch, bar_enabled and console.on_terminal())
@@ -410,7 +411,7 @@ def _train(exp: Experiment, workdir: pathlib.Path, allow_config_change: bool,
         break
     flush_train_metrics()
     if not last_eval and not preempted:  # resumed a finished run: report its final accuracy again
-      eval_step.compile(state, eval_batch_spec(exp))
+      eval_step.compile(state, eval_batch_spec(experiment))
       last_eval = evaluate(eval_step, state, test_data.dataset, mesh,
                            test_data.steps_per_epoch, bar_enabled and console.on_terminal())
     with checkpoint_writes():

@@ -111,15 +111,16 @@ def all_finite(tree: Any) -> Array:
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                    surrogate_update: estimators.Update | None = None
+                    estimator: estimators.Estimator | None = None
                     ) -> Callable[[TrainState, dict], tuple]:
   """A pure train step: forward (train mode, SML heads on), loss, backward, optax update,
   then the surrogate-state update (schedules, chi controller) for the next step.
 
   Metrics: loss and its parts, accuracy of the SNN and of each head, the
   Lipschitz penalty, gradient global norm, learning rate, every neuron layer's
-  firing rate (spikes per neuron per time step), and the estimator metrics that
-  can change (:func:`snnjax.estimators.estimator_metrics`).
+  firing rate (spikes per neuron per time step), and, with an ``estimator``
+  (:func:`snnjax.estimators.make_estimator`), the estimator metrics that can change.
+  Without one the surrogate parameters stay as initialised.
   """
   lipschitz_weight = config.loss.lipschitz_weight
 
@@ -149,9 +150,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     )
     activity = updates.get(layers.ACTIVITY_COLLECTION, {})
     fractions = chi.support_fractions(activity)
-    if surrogate_update is not None:
+    if estimator is not None:
       new_state = new_state.replace(
-          surrogate=surrogate_update(state.surrogate, new_state.step, fractions))
+          surrogate=estimator.update(state.surrogate, new_state.step, fractions))
     metrics = {k: v for k, v in parts.items() if jnp.ndim(v) == 0}
     metrics["accuracy"] = losses.accuracy(out.logits, batch["label"])
     for i, head_logits in enumerate(out.aux_logits):
@@ -162,8 +163,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     metrics["learning_rate"] = schedule(state.step)
     rates = energy.firing_rates(activity)
     metrics.update({f"firing_rate/{name}": rate for name, rate in rates.items()})
-    metrics.update(estimators.estimator_metrics(state.surrogate, config.model.surrogate,
-                                                config.estimator, grads, fractions))
+    if estimator is not None:
+      metrics.update(estimator.metrics(state.surrogate, grads, fractions))
     return new_state, metrics
 
   return train_step
