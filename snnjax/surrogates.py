@@ -432,8 +432,18 @@ def heaviside(x: Array) -> Array:
   return (x >= 0).astype(x.dtype)
 
 
+def _input_gradient(x: Array, g: Array, sg: AnySurrogate) -> Array:
+  """The gradient that reaches x: ``g * h(x)``, times the SGS scale for a ScaledSurrogate."""
+  if isinstance(sg, ScaledSurrogate):
+    o = heaviside(x)
+    v = x + sg.v_threshold.astype(x.dtype)
+    scale = 1 + sg.delta.astype(x.dtype) * jnp.sign(g) * (v - o)
+    return g * sg.base.derivative(x) * scale
+  return g * sg.derivative(x)
+
+
 @jax.custom_vjp
-def _spike(x: Array, sg: Surrogate) -> Array:
+def _spike(x: Array, sg: AnySurrogate) -> Array:
   return heaviside(x)
 
 
@@ -443,30 +453,10 @@ def _spike_fwd(x, sg):
 
 def _spike_bwd(residuals, g):
   x, sg = residuals
-  return g * sg.derivative(x), jax.tree.map(jnp.zeros_like, sg)
+  return _input_gradient(x, g, sg), jax.tree.map(jnp.zeros_like, sg)
 
 
 _spike.defvjp(_spike_fwd, _spike_bwd)
-
-
-@jax.custom_vjp
-def _scaled_spike(x: Array, sg: ScaledSurrogate) -> Array:
-  return heaviside(x)
-
-
-def _scaled_spike_fwd(x, sg):
-  return heaviside(x), (x, sg)
-
-
-def _scaled_spike_bwd(residuals, g):
-  x, sg = residuals
-  o = heaviside(x)
-  v = x + sg.v_threshold.astype(x.dtype)
-  scale = 1 + sg.delta.astype(x.dtype) * jnp.sign(g) * (v - o)
-  return g * sg.base.derivative(x) * scale, jax.tree.map(jnp.zeros_like, sg)
-
-
-_scaled_spike.defvjp(_scaled_spike_fwd, _scaled_spike_bwd)
 
 
 def spike(x: Array, sg: AnySurrogate, v_threshold: Any = None) -> Array:
@@ -486,13 +476,12 @@ def spike(x: Array, sg: AnySurrogate, v_threshold: Any = None) -> Array:
     ValueError: an SGS surrogate with no threshold, or one that disagrees
       with ``v_threshold``.
   """
+  if not isinstance(sg, (Surrogate, ScaledSurrogate)):
+    raise TypeError(f"spike needs a surrogate from snnjax.surrogates, got {type(sg).__name__}.")
   if isinstance(sg, ScaledSurrogate):
     if v_threshold is not None:
       sg = with_threshold(sg, v_threshold)
     if sg.v_threshold is None:
       raise ValueError("an sgs surrogate needs the neuron's threshold: use it in a neuron "
                        "(snnjax.neurons / snnjax.layers) or call spike(x, sg, v_threshold=...).")
-    return _scaled_spike(x, sg)
-  if isinstance(sg, Surrogate):
-    return _spike(x, sg)
-  raise TypeError(f"spike needs a surrogate from snnjax.surrogates, got {type(sg).__name__}.")
+  return _spike(x, sg)

@@ -11,13 +11,13 @@
     snn_variables = sj.models.strip_heads(variables)   # for sml_heads=()
 """
 
-from snnjax.models.common import ModelOutput, Ops, SpikingNet, adaptive_avg_pool
+from snnjax.models.common import LayerFactory, ModelOutput, SpikingNet, adaptive_avg_pool
 from snnjax.models.registry import allowed_arguments, create, names, register
 from snnjax.models.resnet import BasicBlock, ResNet
 from snnjax.models.surrogate_module import SurrogateHead, strip_heads
 from snnjax.models.vgg import ConvNet
 
 __all__ = [
-    "BasicBlock", "ConvNet", "ModelOutput", "Ops", "ResNet", "SpikingNet", "SurrogateHead",
-    "adaptive_avg_pool", "allowed_arguments", "create", "names", "register", "strip_heads",
+    "BasicBlock", "ConvNet", "LayerFactory", "ModelOutput", "ResNet", "SpikingNet",
+    "SurrogateHead", "adaptive_avg_pool", "allowed_arguments", "create", "names", "register", "strip_heads",
 ]

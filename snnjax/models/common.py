@@ -17,7 +17,7 @@ import functools
 import math
 import operator
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -37,7 +37,7 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 #: the variance 1/(3 fan_in) is variance_scaling(1/3, "fan_in", "uniform").
 torch_kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
-#: Weight initialisations a model can use (see :class:`Ops`).
+#: Weight initialisations a model can use (see :class:`LayerFactory`).
 CONV_INITS = ("kaiming_fan_out", "torch")
 DENSE_INITS = ("lecun", "torch")
 
@@ -140,25 +140,24 @@ def remat_class(cls: type[nn.Module], static_argnums: tuple[int, ...] = ()) -> t
   return nn.remat(cls, static_argnums=static_argnums)
 
 
-def check_remat(remat: str) -> None:
-  """Raises ValueError unless ``remat`` is one of :data:`REMAT`."""
-  validation.check_known("remat", remat, REMAT)
-
-
 def scale_width(channels: int, width: float) -> int:
   """Channels after the width multiplier: max(1, round(channels * width))."""
   return max(1, int(round(channels * width)))
 
 
-@dataclasses.dataclass(frozen=True)
-class Ops:
-  """How a model builds its layers: neuron, surrogate, compute dtype, BatchNorm.
+@dataclasses.dataclass
+class LayerFactory:
+  """How a model builds its layers: neuron, surrogate, compute dtype, BatchNorm, init.
 
-  Parameters are float32 whatever ``dtype`` (the compute / activation dtype) is.
+  Every model (:class:`SpikingNet`) is a LayerFactory: these are its fields, and
+  it calls ``self.conv(...)``, ``self.act(name)``, ... Blocks that are modules of
+  their own (ResNet's :class:`~snnjax.models.resnet.BasicBlock`) get a plain copy,
+  :attr:`SpikingNet.layer_factory`. Parameters are float32 whatever ``dtype``
+  (the compute / activation dtype) is.
 
   Attributes:
     neuron: "lif", "if" or "plif" (see :data:`snnjax.layers.NEURONS`).
-    neuron_kwargs: (name, value) pairs for the neuron module (tau, reset, ...).
+    neuron_kwargs: arguments of the neuron module (tau, reset, ...), or None.
     surrogate: a parsed surrogate, or anything :func:`snnjax.surrogates.as_surrogate` accepts.
     spiking: False swaps every neuron for ReLU (the ANN twin of the network).
     dtype: activation dtype, e.g. jnp.bfloat16.
@@ -178,7 +177,7 @@ class Ops:
   """
 
   neuron: str = "lif"
-  neuron_kwargs: tuple[tuple[str, Any], ...] = ()
+  neuron_kwargs: Mapping[str, Any] | None = None
   surrogate: Any = "atan"
   spiking: bool = True
   dtype: Any = jnp.float32
@@ -199,7 +198,7 @@ class Ops:
     cls = layers.NEURONS[self.neuron]
     if self.remat == "neuron":
       cls = remat_class(cls)
-    return cls(surrogate=self.surrogate, name=name, **dict(self.neuron_kwargs))
+    return cls(surrogate=self.surrogate, name=name, **dict(self.neuron_kwargs or {}))
 
   def block(self, target: Any, static_argnums: tuple[int, ...] = ()) -> Any:
     """A model's block, rematerialised when remat="block".
@@ -247,12 +246,13 @@ class Ops:
   def validate(self) -> None:
     """Raises ValueError for an unknown neuron kind, neuron argument, surrogate or remat,
     or an SGS surrogate whose explicit threshold is not the neuron's."""
-    check_remat(self.remat)
+    validation.check_known("remat", self.remat, REMAT)
     conv_kernel_init(self.conv_init)
     validation.check_known("dense init", self.dense_init, DENSE_INITS)
-    if "surrogate" in dict(self.neuron_kwargs):
+    neuron_kwargs = dict(self.neuron_kwargs or {})
+    if "surrogate" in neuron_kwargs:
       raise ValueError("give the surrogate as the model's surrogate=..., not in neuron_kwargs.")
-    module = layers.neuron(self.neuron, surrogate=self.surrogate, **dict(self.neuron_kwargs))
+    module = layers.neuron(self.neuron, surrogate=self.surrogate, **neuron_kwargs)
     surrogates.with_threshold(surrogates.as_surrogate(self.surrogate), module.v_threshold)
 
 
@@ -271,8 +271,10 @@ def check_head_indices(sml_heads: Any, num_blocks: int, model: str) -> None:
     raise ValueError(f"sml_heads {tuple(sml_heads)} has repeated indices.")
 
 
-class SpikingNet(nn.Module):
+class SpikingNet(nn.Module, LayerFactory):
   """Fields and helpers shared by every model of the zoo (a base class, not a model).
+
+  A :class:`LayerFactory`: its layer settings are fields of every model.
 
   Attributes:
     num_classes: output classes.
@@ -282,9 +284,10 @@ class SpikingNet(nn.Module):
       (see :mod:`snnjax.models.surrogate_module`); () for none.
     head_channels: k, the channel width of the SML heads.
     head_bias: the heads' FC512 has a bias (True, as the SML reference code).
-    conv_init, dense_init: weight initialisation of the SNN and the heads; see :class:`Ops`.
+    conv_init, dense_init: weight initialisation of the SNN and the heads; see
+      :class:`LayerFactory`.
     neuron, neuron_kwargs, surrogate, spiking, dtype, bn_momentum, bn_per_step:
-      see :class:`Ops`.
+      see :class:`LayerFactory`.
     width: width multiplier for every SNN layer (not the heads).
     remat: rematerialisation (``flax.linen.remat``, i.e. ``jax.checkpoint``),
       trading compute for memory; the variables and the results are the same
@@ -307,21 +310,16 @@ class SpikingNet(nn.Module):
   T: int = 4
   sml_heads: tuple[int, ...] = ()
   head_channels: int = 256
-  neuron: str = "lif"
-  neuron_kwargs: Mapping[str, Any] | None = None
-  surrogate: Any = "atan"
-  spiking: bool = True
-  width: float = 1.0
-  dtype: Any = jnp.float32
-  bn_momentum: float = 0.9
-  bn_per_step: bool = False
-  remat: str = "none"
-  conv_init: str = "kaiming_fan_out"
-  dense_init: str = "lecun"
   head_bias: bool = True
+  width: float = 1.0
+
+  #: Model options that take one of a few names: field -> allowed names, checked at
+  #: construction (subclasses name theirs).
+  choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"remat": REMAT}
 
   def __post_init__(self):
-    check_remat(self.remat)
+    for field, allowed in self.choices.items():
+      validation.check_known(field, getattr(self, field), allowed)
     if self.T < 1:
       raise ValueError(f"T must be >= 1 time step, got T={self.T}.")
     if not self.width > 0:
@@ -335,13 +333,13 @@ class SpikingNet(nn.Module):
     raise NotImplementedError
 
   @property
-  def ops(self) -> Ops:
-    return Ops(neuron=self.neuron, neuron_kwargs=tuple(sorted((self.neuron_kwargs or {}).items())),
-               surrogate=self.surrogate, spiking=self.spiking, dtype=self.dtype,
-               bn_momentum=self.bn_momentum, bn_per_step=self.bn_per_step, remat=self.remat,
-               conv_init=self.conv_init, dense_init=self.dense_init)
+  def layer_factory(self) -> LayerFactory:
+    """This model's layer settings as a plain :class:`LayerFactory` (for block modules)."""
+    return LayerFactory(**{f.name: getattr(self, f.name)
+                           for f in dataclasses.fields(LayerFactory)})
 
-  def ch(self, channels: int) -> int:
+  def channels(self, channels: int) -> int:
+    """``channels`` of the full-width network at this model's ``width`` (:func:`scale_width`)."""
     return scale_width(channels, self.width)
 
   def encode(self, x: Array) -> Array:

@@ -70,7 +70,7 @@ def create(name: str, **kwargs: Any) -> SpikingNet:
     raise ValueError(f"model {name!r} takes {list(allowed_arguments(name))}, "
                      f"not {sorted(unknown)}.")
   model = factory(**kwargs)
-  model.ops.validate()
+  model.layer_factory.validate()
   return model
 
 

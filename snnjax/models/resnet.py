@@ -37,14 +37,15 @@ conv1x1 + BN shortcut (+4,224).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from snnjax import validation
 from snnjax.models import surrogate_module
-from snnjax.models.common import ModelOutput, Ops, SpikingNet, pool2d
+from snnjax.models.common import LayerFactory, ModelOutput, SpikingNet, pool2d
 
 Array = jax.Array
 
@@ -60,22 +61,22 @@ class BasicBlock(nn.Module):
 
   features: int
   stride: int
-  ops: Ops
+  factory: LayerFactory
   connection: str = "spiking"
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    o = self.ops
-    y = o.act("sn1")(o.bn(train, "bn1")(o.conv(self.features, 3, self.stride, "conv1")(x)))
-    y = o.bn(train, "bn2")(o.conv(self.features, 3, 1, "conv2")(y))
+    make = self.factory
+    y = make.act("sn1")(make.bn(train, "bn1")(make.conv(self.features, 3, self.stride, "conv1")(x)))
+    y = make.bn(train, "bn2")(make.conv(self.features, 3, 1, "conv2")(y))
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.features:
-      shortcut = o.bn(train, "bn_down")(o.conv(self.features, 1, self.stride, "conv_down")(x))
+      shortcut = make.bn(train, "bn_down")(make.conv(self.features, 1, self.stride, "conv_down")(x))
       if self.connection == "add":
-        shortcut = o.act("sn_down")(shortcut)
+        shortcut = make.act("sn_down")(shortcut)
     if self.connection == "add":
-      return o.act("sn2")(y) + shortcut
-    return o.act("sn2")(y + shortcut)
+      return make.act("sn2")(y) + shortcut
+    return make.act("sn2")(y + shortcut)
 
 
 class ResNet(SpikingNet):
@@ -99,16 +100,12 @@ class ResNet(SpikingNet):
   stem: str = "cifar"
   connection: str = "spiking"
   hidden: int | None = None
+  choices: ClassVar = {**SpikingNet.choices, "stem": STEMS, "connection": CONNECTIONS}
 
   def __post_init__(self):
-    if self.stem not in STEMS:
-      raise ValueError(f"unknown stem {self.stem!r}; allowed: {', '.join(STEMS)}.")
-    if self.connection not in CONNECTIONS:
-      raise ValueError(
-          f"unknown connection {self.connection!r}; allowed: {', '.join(CONNECTIONS)}.")
-    if len(self.stage_blocks) != len(self.stage_widths):
-      raise ValueError(f"stage_blocks {self.stage_blocks} and stage_widths {self.stage_widths} "
-                       "need the same length.")
+    validation.check(len(self.stage_blocks) == len(self.stage_widths),
+                     f"stage_blocks {self.stage_blocks} and stage_widths {self.stage_widths} "
+                     "need the same length.")
     super().__post_init__()
 
   @property
@@ -117,27 +114,27 @@ class ResNet(SpikingNet):
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> ModelOutput:
-    o = self.ops
     x = self.encode(x)
     kernel, stride = (3, 1) if self.stem == "cifar" else (7, 2)
-    x = o.conv(self.ch(self.stem_width), kernel, stride, "stem_conv")(x)
-    x = o.act("stem_sn")(o.bn(train, "stem_bn")(x))
+    x = self.conv(self.channels(self.stem_width), kernel, stride, "stem_conv")(x)
+    x = self.act("stem_sn")(self.bn(train, "stem_bn")(x))
     if self.stem == "imagenet_maxpool":
       x = pool2d(x, "max", 3, 2, pad=1)
     aux = []
     index = 0
-    block = o.block(BasicBlock, static_argnums=(2,))  # remat="block": checkpoint each block
+    block = self.block(BasicBlock, static_argnums=(2,))  # remat="block": checkpoint each block
     for stage, (blocks, width) in enumerate(zip(self.stage_blocks, self.stage_widths)):
       first_stride = 1 if stage == 0 and self.stem != "imagenet" else 2
       for b in range(blocks):
         index += 1
-        x = block(self.ch(width), first_stride if b == 0 else 1, o, self.connection,
+        x = block(self.channels(width), first_stride if b == 0 else 1, self.layer_factory,
+                  self.connection,
                   name=f"layer{stage + 1}_{b}")(x, train)
         aux.append(surrogate_module.attach(self, index, x, train))
     x = jnp.mean(x, axis=(2, 3))
     if self.hidden:
-      x = o.act("fc_hidden_sn")(o.dense(self.ch(self.hidden), "fc_hidden")(x))
-    return self.output(o.dense(self.num_classes, "fc")(x), aux, train)
+      x = self.act("fc_hidden_sn")(self.dense(self.channels(self.hidden), "fc_hidden")(x))
+    return self.output(self.dense(self.num_classes, "fc")(x), aux, train)
 
 
 def resnet18(stem: str = "cifar", **kwargs: Any) -> ResNet:

@@ -62,7 +62,7 @@ class SurrogateHead(nn.Module):
   Attributes:
     num_classes, channels (k), hidden (512), dtype, bn_momentum: as above.
     hidden_bias: the FC ``hidden`` layer has a bias.
-    conv_init, dense_init: see :class:`snnjax.models.common.Ops`.
+    conv_init, dense_init: see :class:`snnjax.models.common.LayerFactory`.
   """
 
   num_classes: int

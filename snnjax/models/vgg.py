@@ -39,11 +39,12 @@ depth_net 708,810 at depth 4, +147,712 per extra layer, any input size.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 
+from snnjax import validation
 from snnjax.models import surrogate_module
 from snnjax.models.common import ModelOutput, SpikingNet, adaptive_avg_pool, pool2d
 
@@ -106,14 +107,11 @@ class ConvNet(SpikingNet):
   form: str = "standard"
   pool_on: str = "current"
   pool_to: int | None = None
+  choices: ClassVar = {**SpikingNet.choices, "form": FORMS, "pool_on": POOL_ON}
 
   def __post_init__(self):
-    if self.form not in FORMS:
-      raise ValueError(f"unknown form {self.form!r}; allowed: {', '.join(FORMS)}.")
-    if self.pool_on not in POOL_ON:
-      raise ValueError(f"unknown pool_on {self.pool_on!r}; allowed: {', '.join(POOL_ON)}.")
-    if self.form == "isnm" and self.pool_on != "current":
-      raise ValueError("the ISNM form pools currents: it needs pool_on='current'.")
+    validation.check(self.form != "isnm" or self.pool_on == "current",
+                     "the ISNM form pools currents: it needs pool_on='current'.")
     parse_plan(self.plan)
     super().__post_init__()
 
@@ -123,45 +121,44 @@ class ConvNet(SpikingNet):
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> ModelOutput:
-    o = self.ops
     plan = parse_plan(self.plan)
     x = self.encode(x)
     aux = []
 
     def synapse(l, x):  # conv_l -> BN_l -> [pool on currents]
       features, stride, pool = plan[l - 1]
-      c = o.bn(train, f"bn{l}")(o.conv(self.ch(features), 3, stride, f"conv{l}")(x))
+      c = self.bn(train, f"bn{l}")(self.conv(self.channels(features), 3, stride, f"conv{l}")(x))
       return pool2x2(c, pool) if pool and self.pool_on == "current" else c
 
     def standard_layer(module, x, l):  # block l: synapse_l -> SN_l [-> pool on spikes]
-      x = o.act(f"sn{l}")(synapse(l, x))
+      x = self.act(f"sn{l}")(synapse(l, x))
       pool = plan[l - 1][2]
       return pool2x2(x, pool) if pool and self.pool_on == "spikes" else x
 
     def isnm_layer(module, c, l):  # SN_{l-1} (internal to layer l) -> synapse_l
-      s = o.act(f"sn{l - 1}")(c)
+      s = self.act(f"sn{l - 1}")(c)
       return s, synapse(l, s)
 
     # remat="block": each conv layer is checkpointed (its input kept, the rest recomputed).
     # ISNM's unit is SN_{l-1} + synapse_l; its encoder conv and output neuron are not checkpointed.
     if self.form == "standard":
-      layer = o.block(standard_layer, static_argnums=(2,))
+      layer = self.block(standard_layer, static_argnums=(2,))
       for l in range(1, len(plan) + 1):
         x = layer(self, x, l)
         aux.append(surrogate_module.attach(self, l, x, train))
     else:
-      layer = o.block(isnm_layer, static_argnums=(2,))
+      layer = self.block(isnm_layer, static_argnums=(2,))
       c = synapse(1, x)                                   # plain conv encoder
       for l in range(2, len(plan) + 1):
         s, c = layer(self, c, l)                          # neuron internal to layer l
         aux.append(surrogate_module.attach(self, l - 1, s, train))
-      x = o.act(f"sn{len(plan)}")(c)                      # internal to the output layer
+      x = self.act(f"sn{len(plan)}")(c)                      # internal to the output layer
       aux.append(surrogate_module.attach(self, len(plan), x, train))
 
     if self.pool_to:
       x = adaptive_avg_pool(x, self.pool_to)
     x = x.reshape(*x.shape[:2], -1)
-    return self.output(o.dense(self.num_classes, "fc")(x), aux, train)
+    return self.output(self.dense(self.num_classes, "fc")(x), aux, train)
 
 
 def vgg_small(form: str = "isnm", **kwargs: Any) -> ConvNet:

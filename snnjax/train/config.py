@@ -21,7 +21,7 @@ is compiled.
                             block, or each neuron's time scan, in the backward pass: less
                             activation memory for ~25% more step time (benchmarks/memory_vs_T.py).
     model.conv_init         "kaiming_fan_out" (default) | "torch": conv weight init
-                            (snnjax.models.common.Ops).
+                            (snnjax.models.common.LayerFactory).
     model.dense_init        "lecun" (default, Flax's) | "torch" (PyTorch's nn.Linear default,
                             weights and biases U(+-1/sqrt(fan_in))).
     model.options           model-specific arguments (stem, depth, form, ann, ...).
