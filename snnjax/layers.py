@@ -4,9 +4,9 @@ Tensors inside a model are time-major: [T, B, ...]. Flax's Conv, Dense and
 BatchNorm act on any number of leading batch axes, so they apply to
 [T, B, H, W, C] directly, exactly as on the merged [T*B, H, W, C] view (BatchNorm
 statistics are then shared over time, as in the reference code of Surrogate
-Module Learning). Flax pooling with explicit padding needs one batch axis: fold
-T into the batch first (:func:`fold_time`; ``snnjax.models.common.pool2d``
-does). Neuron modules scan over T.
+Module Learning). Flax pooling with explicit padding needs one batch axis:
+``snnjax.models.common.pool2d`` folds the leading axes into one first
+(:func:`fold_time` does the same for [T, B, ...]). Neuron modules scan over T.
 
 Each neuron module keeps its surrogate's parameters (alpha, width, beta, ...) as
 float32 scalars in the non-trainable ``"surrogate"`` collection, initialised

@@ -371,3 +371,16 @@ def test_a_run_parses_its_surrogate_and_validates_its_config_once(tmp_path, monk
   results = loop.train_and_evaluate(config, tmp_path / "run")
   assert 0 <= results["test_accuracy"] <= 1
   assert calls == {"parse": 1, "data": 1, "estimator": 1}
+  # Analysing the finished run opens the test split alone, and its checkpoint restores.
+  opened = []
+  open_dataset = data.open_dataset
+  monkeypatch.setattr(data, "open_dataset",
+                      lambda block, split, **kw: opened.append(split) or open_dataset(block, split,
+                                                                                      **kw))
+  experiment = loop.prepare(config, tmp_path / "run", read_only=True)
+  try:
+    assert opened == [config.data.eval_split] and experiment.train_data is None
+    _, _, step = experiment.checkpointer.restore_latest(experiment.template)
+  finally:
+    experiment.checkpointer.close()
+  assert step == 2

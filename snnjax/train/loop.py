@@ -55,13 +55,12 @@ class WorkdirBusyError(RuntimeError):
   """Another run holds the workdir's lock (raised on processes other than 0)."""
 
 
-def _datasets(config: ml_collections.ConfigDict) -> tuple[data.DataPipeline, data.DataPipeline]:
-  process_batch = config.batch_size // jax.process_count()
-  common = dict(batch_size=process_batch, seed=config.seed, shard_index=jax.process_index(),
-                shard_count=jax.process_count())
-  train = data.open_dataset(config.data, config.data.train_split, train=True, **common)
-  test = data.open_dataset(config.data, config.data.eval_split, train=False, **common)
-  return train, test
+def _open_split(config: ml_collections.ConfigDict, train: bool) -> data.DataPipeline:
+  """The training (shuffled, augmented) or test pipeline of this process's shard."""
+  split = config.data.train_split if train else config.data.eval_split
+  return data.open_dataset(config.data, split, train=train,
+                           batch_size=config.batch_size // jax.process_count(), seed=config.seed,
+                           shard_index=jax.process_index(), shard_count=jax.process_count())
 
 
 def _schedule_lengths(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int]:
@@ -102,11 +101,14 @@ def _with_initial_surrogate(init, estimator: estimators.Estimator):
 
 @dataclasses.dataclass
 class Experiment:
-  """What a config resolves to: data, model, optimiser, shardings, checkpoints."""
+  """What a config resolves to: data, model, optimiser, shardings, checkpoints.
+
+  ``train_data`` is None when read-only (:func:`prepare`).
+  """
 
   config: ml_collections.ConfigDict
   mesh: Any
-  train_data: data.DataPipeline
+  train_data: data.DataPipeline | None
   test_data: data.DataPipeline
   model: Any
   tx: Any
@@ -124,21 +126,28 @@ def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path,
             read_only: bool = False) -> Experiment:
   """Validates ``config`` and builds everything a run needs; nothing is compiled yet.
 
-  ``read_only`` opens the checkpoints for reading alone (evaluation of a finished run).
+  ``read_only`` is for analysing a finished run: the checkpoints open for reading
+  alone and no training pipeline is opened (shapes come from the test split). The
+  schedules then span one step per epoch; they only shape the optimiser state,
+  whose structure does not depend on their lengths, and the restored state
+  replaces what they would start from.
   """
   validated = config_lib.validate(config)
   checkpoint.check_workdir(workdir)
   mesh = sharding.make_mesh()
   sharding.check_batch_divides(config.batch_size, mesh)
-  train_data, test_data = _datasets(config)
-  model = validated.model.clone(num_classes=train_data.num_classes)
-  total_steps, run_steps = _schedule_lengths(config, train_data.steps_per_epoch)
-  tx, schedule = optim.make_optimizer(config.optimizer, train_data.steps_per_epoch, total_steps)
-  sample = jnp.zeros((config.batch_size, *train_data.image_shape), jnp.float32)
+  train_data = None if read_only else _open_split(config, train=True)
+  test_data = _open_split(config, train=False)
+  shapes = test_data if read_only else train_data
+  steps_per_epoch = 1 if read_only else train_data.steps_per_epoch
+  model = validated.model.clone(num_classes=shapes.num_classes)
+  total_steps, run_steps = _schedule_lengths(config, steps_per_epoch)
+  tx, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
+  sample = jnp.zeros((config.batch_size, *shapes.image_shape), jnp.float32)
   init = lambda key: steps.init_state(model, tx, key, sample,
                                       lipschitz=bool(config.loss.lipschitz_weight))
   estimator = estimators.make_estimator(config.estimator, validated.surrogate,
-                                       train_data.steps_per_epoch, total_steps)
+                                       steps_per_epoch, total_steps)
   init = _with_initial_surrogate(init, estimator)
   abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
   state_sharding = sharding.state_shardings(abstract_state, mesh, fsdp=config.fsdp)
