@@ -180,6 +180,7 @@ class Kind:
 
 
 #: The surrogates: name -> :class:`Kind`. The one table; everything below is read from it.
+#: :func:`register` adds your own.
 KINDS: dict[str, Kind] = {
     "rectangle": Kind(_rectangle, {"alpha": 1.0}, ("alpha", lambda p: 0.5 / p)),
     "triangle": Kind(_triangle, {"gamma": 1.0}, ("gamma", lambda p: p)),
@@ -191,15 +192,106 @@ KINDS: dict[str, Kind] = {
     "dspike": Kind(_dspike, {"b": 2.5, "r": 1.0}, ("r", lambda p: p)),
     "gsg_tanh": Kind(_gsg_tanh, {"beta": 1.0}),
 }
+BUILT_IN: tuple[str, ...] = tuple(KINDS)
 
 #: Default parameters of every surrogate (a view of :data:`KINDS`).
-DEFAULTS: dict[str, dict[str, float]] = {name: dict(k.defaults) for name, k in KINDS.items()}
-
+DEFAULTS: dict[str, dict[str, float]] = {}
 #: Every surrogate name accepted by :func:`get`.
-NAMES: tuple[str, ...] = tuple(KINDS) + ("sgs",)
-
+NAMES: tuple[str, ...] = ()
 #: Surrogates with compact support, i.e. h(x) = 0 outside a finite interval.
-COMPACT_SUPPORT: tuple[str, ...] = tuple(name for name, k in KINDS.items() if k.width)
+COMPACT_SUPPORT: tuple[str, ...] = ()
+
+
+def _refresh_views() -> None:
+  """Recomputes :data:`DEFAULTS`, :data:`NAMES` and :data:`COMPACT_SUPPORT` from :data:`KINDS`."""
+  global NAMES, COMPACT_SUPPORT
+  DEFAULTS.clear()
+  DEFAULTS.update({name: dict(k.defaults) for name, k in KINDS.items()})
+  NAMES = tuple(KINDS) + ("sgs",)
+  COMPACT_SUPPORT = tuple(name for name, k in KINDS.items() if k.width)
+
+
+_refresh_views()
+
+#: Names a surrogate parameter cannot take: the spike input and what ``sgs(...)`` specs use.
+RESERVED_PARAMETERS = ("x", "name", "base", "delta", "v_threshold")
+
+
+def register(name: str, derivative: Derivative | None = None, *,
+             width: tuple[str, Callable[[Any], Any]] | None = None, **defaults: float):
+  """Adds your own surrogate h(x), usable wherever a built-in one is.
+
+  After ``register("mine", h, a=2.0)`` the spec strings ``"mine"`` and
+  ``"mine(a=3)"`` work in ``config.model.surrogate``, in ``sgs(base=mine, ...)``,
+  and :func:`get` builds it; ``config.estimator.schedule.param="a"`` schedules it.
+  Its parameters are float32 array leaves like every surrogate's, so changing them
+  never recompiles. Used as a decorator when ``derivative`` is omitted::
+
+      @surrogates.register("mine", a=2.0)
+      def mine(x, a):  # h(x) = a / 2 * exp(-a |x|)
+        return a / 2 * jnp.exp(-a * jnp.abs(x))
+
+  Args:
+    name: a new name (an identifier), or one registered before by this function
+      (which replaces it); the built-in names and "sgs" are taken.
+    derivative: ``h(x, **params)``, element-wise in x (x = v - v_threshold); its
+      parameters after x are exactly the keys of ``defaults``.
+    width: for compact support, ``(parameter, map)``: the map takes the parameter to
+      the support half-width w (units of x) and must be its own inverse (w = c/p or
+      w = p), so the chi controller can set the parameter from a width.
+    **defaults: every parameter's default value (> 0).
+
+  Returns:
+    ``derivative`` (so the decorator leaves the function usable).
+
+  Raises:
+    ValueError: a taken or malformed name, a parameter clash, an h that is not
+      a function of x and its parameters or not element-wise, a bad width.
+  """
+  if derivative is None:
+    return lambda function: register(name, function, width=width, **defaults)
+  _check_registration(name, derivative, width, defaults)
+  KINDS[name] = Kind(derivative, dict(defaults), width)
+  _refresh_views()
+  return derivative
+
+
+def _check_registration(name: str, derivative: Any, width: Any, defaults: Mapping) -> None:
+  validation.check(isinstance(name, str) and name.isidentifier(),
+                   f"surrogate name {name!r} must be an identifier, e.g. 'mine'.")
+  validation.check(name not in BUILT_IN and name != "sgs",
+                   f"surrogate name {name!r} is built in; register yours under another name.")
+  validation.check(callable(derivative), f"surrogate {name!r}: h must be a function h(x, "
+                   f"{', '.join(defaults)}), got {derivative!r}.")
+  clashes = sorted(set(defaults) & set(RESERVED_PARAMETERS))
+  validation.check(not clashes, f"surrogate {name!r}: parameter name(s) {clashes} are reserved "
+                   f"({', '.join(RESERVED_PARAMETERS)}); rename them.")
+  for key, value in defaults.items():
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    validation.check(number and value > 0, f"surrogate {name!r}: default {key}={value!r} must be "
+                     "a number > 0.")
+  arguments = list(inspect.signature(derivative).parameters)
+  validation.check(arguments[1:] == list(defaults) and len(arguments) == len(defaults) + 1,
+                   f"surrogate {name!r}: h must be h(x, {', '.join(defaults)}) (x first, then "
+                   f"exactly the parameters given as defaults), got h({', '.join(arguments)}).")
+  x = jnp.linspace(-2.0, 2.0, 9, dtype=jnp.float32).reshape(3, 3)
+  try:
+    h = jnp.asarray(derivative(x, **{k: jnp.float32(v) for k, v in defaults.items()}))
+  except Exception as error:  # the user's function: any failure is reported as bad input
+    raise ValueError(f"surrogate {name!r}: h(x, ...) failed on a float32 array x: "
+                     f"{type(error).__name__}: {error}") from None
+  validation.check(h.shape == x.shape, f"surrogate {name!r}: h must be element-wise in x, but "
+                   f"returned shape {h.shape} for x of shape {x.shape}.")
+  validation.check(jnp.issubdtype(h.dtype, jnp.floating) and bool(jnp.all(jnp.isfinite(h))),
+                   f"surrogate {name!r}: h must return finite floats, got {h.dtype} values {h}.")
+  if width is not None:
+    ok = isinstance(width, tuple) and len(width) == 2 and width[0] in defaults and callable(width[1])
+    validation.check(ok, f"surrogate {name!r}: width must be (parameter, map) with the parameter "
+                     f"among {list(defaults)}, got {width!r}.")
+    p = np.asarray([0.3, 1.0, 2.5], np.float32)
+    round_trip = np.asarray(width[1](width[1](p)), np.float32)
+    validation.check(np.allclose(round_trip, p, rtol=1e-5), f"surrogate {name!r}: the width map "
+                     "must be its own inverse (w = c/p or w = p): map(map(p)) != p.")
 
 
 def unwrap(sg: AnySurrogate) -> Surrogate:
@@ -240,7 +332,7 @@ def _constructor(name: str) -> Callable[..., Surrogate]:
 
 
 (rectangle, triangle, sigmoid, atan, erf, superspike, piecewise_quadratic, dspike,
- gsg_tanh) = (_constructor(name) for name in KINDS)
+ gsg_tanh) = (_constructor(name) for name in BUILT_IN)
 
 
 def sgs(base: Surrogate, delta: float = 0.5, v_threshold: float | None = None) -> ScaledSurrogate:

@@ -282,3 +282,85 @@ def test_sgs_threshold_comes_from_the_caller_and_must_agree():
   # The threshold is not an adjustable parameter: schedules and controllers keep it.
   assert "v_threshold" not in S.parameters(bound)
   assert float(S.with_parameters(bound, {"delta": 0.1}).v_threshold) == 0.5
+
+
+# --- Your own surrogate ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry():
+  """Leaves the surrogate table as it found it."""
+  saved = dict(S.KINDS)
+  yield S
+  S.KINDS.clear()
+  S.KINDS.update(saved)
+  S._refresh_views()
+
+
+def _laplace(x, a):
+  """h(x) = a / 2 * exp(-a |x|)."""
+  return a / 2 * jnp.exp(-a * jnp.abs(x))
+
+
+def test_a_registered_surrogate_parses_and_its_parameters_never_recompile(registry):
+  assert S.register("laplace", a=2.0)(_laplace) is _laplace
+  sg = S.as_surrogate("laplace(a=3)")
+  assert sg.name == "laplace" and float(sg.params["a"]) == 3.0
+  assert "laplace" in S.NAMES and S.DEFAULTS["laplace"] == {"a": 2.0}
+  traces = []
+
+  @jax.jit
+  def input_grad(x, sg):
+    traces.append(1)
+    return jax.grad(lambda x: jnp.sum(S.spike(x, sg)))(x)
+
+  x = jnp.linspace(-1.0, 1.0, 11)
+  for a in (2.0, 3.0, 5.0):
+    np.testing.assert_allclose(input_grad(x, S.get("laplace", a=a)), _laplace(x, a), rtol=1e-6)
+  assert len(traces) == 1
+  wrapped = S.as_surrogate("sgs(base=laplace, delta=0.0, a=4)")
+  np.testing.assert_allclose(_input_grad(x, S.with_threshold(wrapped, 1.0)), _laplace(x, 4.0),
+                             rtol=1e-6)
+
+
+def test_a_registered_compact_surrogate_has_a_width_for_the_chi_controller(registry):
+  from snnjax import chi, estimators
+
+  def box(x, w):
+    return (jnp.abs(x) < w).astype(x.dtype) / (2 * w)
+
+  S.register("box", box, width=("w", lambda w: w), w=0.5)
+  assert "box" in S.COMPACT_SUPPORT
+  sg = S.get("box", w=0.25)
+  assert float(S.support_halfwidth(sg)) == 0.25 and chi.width_parameter(sg) == "w"
+  config = estimators.default_config()
+  config.chi.update(dict(enabled=True, every_steps=1, target=0.5))
+  estimators.validate_config(config, "box")
+  update = estimators.make_estimator(config, sg, 10, 100).update
+  widened = update({"sn1": {"w": jnp.float32(0.25)}}, jnp.int32(1), {"sn1": jnp.float32(0.1)})
+  assert float(widened["sn1"]["w"]) > 0.25
+
+
+@pytest.mark.parametrize("name, h, kwargs, message", [
+    ("atan", _laplace, {"a": 1.0}, "'atan' is built in"),
+    ("sgs", _laplace, {"a": 1.0}, "'sgs' is built in"),
+    ("my-sg", _laplace, {"a": 1.0}, "must be an identifier"),
+    ("mine", lambda a: a, {"a": 1.0}, r"h must be h\(x, a\).*got h\(a\)"),
+    ("mine", lambda x, b: x * b, {"a": 1.0}, r"h must be h\(x, a\).*got h\(x, b\)"),
+    ("mine", lambda x, a: jnp.sum(x) * a, {"a": 1.0}, r"element-wise.*shape \(\) for x of shape"),
+    ("mine", lambda x, delta: x, {"delta": 1.0}, r"\['delta'\] are reserved"),
+    ("mine", lambda x, a: x, {"a": 0.0}, "default a=0.0 must be a number > 0"),
+    ("mine", lambda x, a: jnp.log(x) * a, {"a": 1.0}, "must return finite floats"),
+    ("mine", "not a function", {"a": 1.0}, "h must be a function"),
+])
+def test_bad_registrations_name_the_problem(registry, name, h, kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    S.register(name, h, **kwargs)
+  assert set(S.KINDS) == set(S.BUILT_IN)
+
+
+def test_a_width_map_must_be_its_own_inverse(registry):
+  with pytest.raises(ValueError, match="its own inverse"):
+    S.register("mine", _laplace, width=("a", lambda a: 2 * a), a=1.0)
+  with pytest.raises(ValueError, match="parameter among"):
+    S.register("mine", _laplace, width=("b", lambda a: a), a=1.0)

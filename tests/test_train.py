@@ -384,3 +384,29 @@ def test_a_run_parses_its_surrogate_and_validates_its_config_once(tmp_path, monk
   finally:
     experiment.checkpointer.close()
   assert step == 2
+
+
+def test_your_own_surrogate_trains_from_the_command_line(tmp_path):
+  """A five-line module registers a surrogate; config.imports makes train.py and evaluate
+  import it, and --config.model.surrogate names it with its own parameter value."""
+  (tmp_path / "my_surrogates.py").write_text(
+      "import jax.numpy as jnp\n"
+      "from snnjax import surrogates\n\n"
+      "@surrogates.register('laplace', a=2.0)\n"
+      "def laplace(x, a):\n"
+      "  return a / 2 * jnp.exp(-a * jnp.abs(x))\n")
+  flags = {**TINY, **SYNTHETIC, "max_steps": 2, "model.surrogate": "laplace(a=3)",
+           "imports": ("my_surrogates.py",), "estimator.schedule.param": "a",
+           "estimator.schedule.kind": "linear", "estimator.schedule.start": 3.0,
+           "estimator.schedule.end": 1.0, "estimator.schedule.unit": "step"}
+  code, out = finish(run_train(tmp_path / "run", flags, cwd=tmp_path))
+  assert code == 0, out
+  train = [r for r in metrics.read_metrics(tmp_path / "run") if r["kind"] == "train"]
+  assert "surrogate/sn1/a" in train[-1] and train[-1]["surrogate/sn1/a"] < 3.0
+  result = subprocess.run([sys.executable, "-m", "snnjax.evaluate", "--workdir",
+                           str(tmp_path / "run")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stdout + result.stderr
+  code, out = finish(run_train(tmp_path / "bad", {**flags, "model.surrogate": "laplase(a=3)"},
+                               cwd=tmp_path))
+  assert code == 2 and "unknown surrogate 'laplase'; did you mean 'laplace'?" in out, out

@@ -7,6 +7,9 @@ values (and builds the model, which checks its own arguments) before anything
 is compiled.
 
     seed                    PRNG seed of initialisation, shuffling and augmentation.
+    imports                 modules (names or .py paths) imported before anything else is
+                            checked, e.g. one that registers your own surrogate
+                            (snnjax.surrogates.register); analysis commands import them too.
     model.name              a name from snnjax.models.names().
     model.T                 time steps (>= 1).
     model.neuron            "lif" | "if" | "plif".
@@ -57,9 +60,12 @@ is compiled.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import json
 import os
 import pathlib
+import sys
 import time
 from typing import Any
 
@@ -78,6 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   """Every key with its default (documented in this module's docstring)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  c.imports = ()
   c.model = ml_collections.ConfigDict(dict(
       name="vgg_small", T=4, neuron="lif", tau=2.0,
       decay_input=False, v_threshold=1.0, v_reset=0.0, reset="hard", detach_reset=False,
@@ -147,6 +154,39 @@ class Validated:
   model: nn.Module
 
 
+def import_modules(imports: Any) -> None:
+  """Imports ``config.imports``: module names, or paths of .py files (each run once per process).
+
+  Raises:
+    ValueError: an entry that is not a string, or that cannot be found.
+  """
+  validation.check(isinstance(imports, (tuple, list)),
+                   f"config.imports={imports!r} must be a tuple of module names or .py paths.")
+  for entry in imports:
+    validation.check(isinstance(entry, str) and entry != "",
+                     f"config.imports entry {entry!r} must be a module name or a .py path.")
+    if entry.endswith(".py"):
+      path = pathlib.Path(entry).expanduser().resolve()
+      validation.check(path.is_file(), f"config.imports: {entry!r} is not a file; give an "
+                       "existing .py path (absolute, or relative to where you run) or a module name.")
+      name = f"snnjax_imports.{path.stem}_{abs(hash(str(path)))}"
+      if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+          spec.loader.exec_module(module)
+        except BaseException:
+          del sys.modules[name]
+          raise
+    else:
+      try:
+        importlib.import_module(entry)
+      except ModuleNotFoundError as error:
+        raise ValueError(f"config.imports: cannot import {entry!r} ({error}); give an importable "
+                         "module name or a .py path.") from None
+
+
 def validate(config: ml_collections.ConfigDict) -> Validated:
   """Checks every value that can be checked without data or devices; raises ValueError.
 
@@ -155,6 +195,7 @@ def validate(config: ml_collections.ConfigDict) -> Validated:
   (built here) are checked too, and what was built is returned.
   """
   check, choice, positive = validation.check, validation.check_choice, validation.check_positive
+  import_modules(config.imports)
   check(validation.is_int(config.model.T) and config.model.T >= 1,
         f"config.model.T={config.model.T} must be >= 1 time step.")
   surrogate = surrogates.as_surrogate(config.model.surrogate)
