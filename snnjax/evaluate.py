@@ -285,7 +285,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, which: str = "best", split: st
   with phase("recording every layer on one batch for the energy estimate"):
     sample = next(iter(pipeline.dataset))
     calls = energy.record_layers(experiment.model, steps.model_variables(state),
-                                 steps.model_input(sample["image"]),
+                                 steps.encoded_input(sample["image"], experiment.model,
+                                                     config.data.encoding),
                                  T=config.model.T, batch_size=sample["label"].shape[0],
                                  train=False)
   report = energy.estimate(energy.at_rates(calls, firing_rates(results)))

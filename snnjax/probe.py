@@ -56,8 +56,8 @@ def probe_losses(model: Any, config: ml_collections.ConfigDict, state: Any,
     def loss_fn(params):
       total = 0.0
       for batch in batches:
-        out, _ = model.apply(steps.model_variables(state, params),
-                             steps.model_input(batch["image"]), train=True,
+        inputs = steps.encoded_input(batch["image"], model, config.data.encoding)
+        out, _ = model.apply(steps.model_variables(state, params), inputs, train=True,
                              mutable=["batch_stats"], rngs={"dropout": dropout_key})
         total = total + per_batch(out, batch["label"])
       return total / len(batches)
@@ -167,7 +167,7 @@ def probe_workdir(workdir: str | pathlib.Path, *, which: str = "best", split: st
   key = jax.random.key(seed)
   snn_loss, references = probe_losses(experiment.model, config, state, batches,
                                       jax.random.fold_in(key, 1))
-  sample = steps.model_input(batches[0]["image"])
+  sample = steps.encoded_input(batches[0]["image"], experiment.model, config.data.encoding)
   with evaluate.phase("recording the layers' order and inputs on one batch"):
     calls = energy.record_layers(experiment.model, steps.model_variables(state), sample,
                                  T=config.model.T, batch_size=len(batches[0]["label"]),

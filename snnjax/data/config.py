@@ -42,6 +42,12 @@
                           synthetic: 0.5, 1/sqrt(12) for both) | "released_code" (the
                           constants of the papers' released code, sources.RELEASED_CODE_STATS:
                           CIFAR-10 std (0.2023, 0.1994, 0.2010)).
+    encoding.kind         static images -> model input over T: "direct" (default: the image at
+                          every step) | "rate" (Bernoulli spikes, probability gain * p) |
+                          "latency" (one spike per pixel, brighter first); see snnjax.encoders.
+                          The spike codes read intensities p in [0, 1]: mean/std are not applied.
+    encoding.gain         rate: spike probability per step = min(1, gain * p).
+    encoding.threshold    latency: pixels with p <= threshold never spike.
     augment.crop_padding  train: zero-pad by this many pixels and random-crop back (0 = off).
     augment.flip          train: random left-right flip with probability 1/2.
     augment.policy        train: "none" | "autoaugment_cifar10" | "randaugment" (images only).
@@ -77,7 +83,7 @@ from collections.abc import Mapping
 import ml_collections
 from ml_collections import config_dict
 
-from snnjax import validation
+from snnjax import encoders, validation
 from snnjax.data import cifar, events, idx, image_folder, sources
 
 SOURCES = ("fashion_mnist_idx", "cifar_python", "image_folder", "tfds", "events", "synthetic")
@@ -105,6 +111,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.mean = config_dict.placeholder(tuple)
   c.std = config_dict.placeholder(tuple)
   c.normalization = "dataset"
+  c.encoding = ml_collections.ConfigDict(dict(kind="direct", gain=1.0, threshold=0.01))
   c.augment = ml_collections.ConfigDict(dict(
       crop_padding=4, flip=True, policy="none", randaugment_num_ops=2,
       randaugment_magnitude=9.0, cutout=0, roll=0, random_resized_crop=False,
@@ -184,6 +191,14 @@ def validate_config(block: Mapping) -> None:
            f"config.data.normalization={data['normalization']!r} has no constants for "
            f"{data['source']}/{name}; known: {sorted(table)}. Set config.data.mean and .std "
            f"(per channel, 0..1 scale) or name a known dataset.")
+  encoding = data["encoding"]
+  validation.check_choice("data.encoding.kind", encoding["kind"], encoders.ENCODINGS)
+  _check(encoding["kind"] == "direct" or data["source"] != "events",
+         f"config.data.encoding.kind={encoding['kind']!r} encodes static images; event data are "
+         "spikes already: use 'direct'.")
+  validation.check_positive("data.encoding.gain", encoding["gain"])
+  _check(0 <= encoding["threshold"] < 1,
+         f"config.data.encoding.threshold={encoding['threshold']!r} must be in [0, 1).")
   validation.check_int("data.augment.crop_padding", augment["crop_padding"])
   validation.check_int("data.augment.cutout", augment["cutout"])
   validation.check_int("data.augment.roll", augment["roll"], 0, "(pixels)")

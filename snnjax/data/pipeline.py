@@ -367,7 +367,8 @@ def make_transform(data_config: Mapping, info: sources.SourceInfo,
   if a.policy != "none" and len(shape) != 3:
     raise ValueError(f"config.data.augment.policy={a.policy!r} needs [H, W, C] images, "
                      f"got examples of shape {shape}.")
-  mean, std = _mean_std(c, shape[-1])
+  # The spike encoders (snnjax.encoders) read intensities in [0, 1]: no standardisation.
+  mean, std = _mean_std(c, shape[-1]) if c.encoding.kind == "direct" else ((0.0,), (1.0,))
   transform = ImageTransform(
       train=train, mean=mean, std=std, image_size=size, eval_crop_fraction=c.eval_crop_fraction,
       random_resized_crop=a.random_resized_crop, rrc_scale=tuple(a.rrc_scale),

@@ -160,7 +160,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
 
 def compiled_eval_step(experiment: Experiment):
-  return jax.jit(steps.make_eval_step(experiment.model),
+  return jax.jit(steps.make_eval_step(experiment.model, experiment.config.data.encoding),
                  in_shardings=(experiment.state_sharding, sharding.batch_sharding(experiment.mesh)),
                  out_shardings=sharding.replicated(experiment.mesh))
 

@@ -6,7 +6,7 @@ with explicit shardings (see :mod:`snnjax.train.sharding`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -16,7 +16,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from snnjax import chi, energy, estimators, layers, losses
+from snnjax import chi, encoders, energy, estimators, layers, losses
 
 Array = jax.Array
 LOSSES = ("ce", "tet")
@@ -49,6 +49,21 @@ class TrainState:
 def model_input(images: Array) -> Array:
   """Batch-major pipeline output -> model input: frames [B, T, ...] become [T, B, ...]."""
   return jnp.swapaxes(images, 0, 1) if images.ndim == 5 else images
+
+
+#: fold_in constant that derives the train step's encoding key from its dropout key.
+ENCODING_STREAM = 1
+
+
+def encoded_input(images: Array, model: nn.Module, encoding: Mapping | None,
+                  key: Array | None = None) -> Array:
+  """Pipeline output -> model input under ``encoding`` (``config.data.encoding``; None: direct).
+
+  ``key``: the rate code's key (the train step's); None is evaluation's fixed key
+  (:data:`snnjax.encoders.EVAL_KEY_SEED`).
+  """
+  images = model_input(images)
+  return images if encoding is None else encoders.encode(images, encoding, model.T, key)
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: Array,
@@ -124,8 +139,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   """
   lipschitz_weight = config.loss.lipschitz_weight
 
+  encoding = config.data.encoding
+
   def loss_fn(params, state, batch, dropout_key):
-    out, updates = model.apply(model_variables(state, params), model_input(batch["image"]),
+    inputs = encoded_input(batch["image"], model, encoding,
+                           jax.random.fold_in(dropout_key, ENCODING_STREAM))
+    out, updates = model.apply(model_variables(state, params), inputs,
                                train=True, mutable=["batch_stats", layers.ACTIVITY_COLLECTION],
                                rngs={"dropout": dropout_key})
     parts = task_loss(config, out, batch["label"])
@@ -170,15 +189,18 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return train_step
 
 
-def make_eval_step(model: nn.Module) -> Callable[[TrainState, dict], dict]:
+def make_eval_step(model: nn.Module, encoding: Mapping | None = None
+                   ) -> Callable[[TrainState, dict], dict]:
   """A pure eval step (no SML heads): summed loss, correct count, example count, firing rates.
 
-  ``batch["mask"]`` (1 for real rows, 0 for padding) weights every sum.
+  ``batch["mask"]`` (1 for real rows, 0 for padding) weights every sum; ``encoding``
+  is ``config.data.encoding`` (None: direct), with evaluation's fixed rate-code key.
   """
 
   def eval_step(state: TrainState, batch: dict[str, Array]) -> dict[str, Array]:
-    out, updates = model.apply(model_variables(state), model_input(batch["image"]),
-                               train=False, mutable=[layers.ACTIVITY_COLLECTION])
+    inputs = encoded_input(batch["image"], model, encoding)
+    out, updates = model.apply(model_variables(state), inputs, train=False,
+                               mutable=[layers.ACTIVITY_COLLECTION])
     mask = batch["mask"].astype(jnp.float32)
     logits = out.logits.astype(jnp.float32)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
