@@ -67,12 +67,13 @@ def positive_int(text: str) -> int:
 
 
 def command_parser(module: str, doc: str, *, split: str = "eval_split", seed: bool = False,
-                   plot: bool = False) -> argparse.ArgumentParser:
+                   plot: bool = False, out_folder: bool = False) -> argparse.ArgumentParser:
   """The parser of ``python -m snnjax.<module>`` with the flags the analysis commands share.
 
   Flags: --workdir, --checkpoint (best), --split (the run's config.data.<split>),
-  --batch-size (the run's batch_size), --out; --seed (0) and --plot where the
-  command takes them. ``doc``, the module docstring, is the --help description.
+  --batch-size (the run's batch_size), --out (a Markdown file, or with ``out_folder``
+  a required folder); --seed (0) and --plot where the command takes them. ``doc``,
+  the module docstring, is the --help description.
   """
   parser = _Parser(prog=f"python -m snnjax.{module}", description=doc,
                    formatter_class=_HelpFormatter)
@@ -87,8 +88,12 @@ def command_parser(module: str, doc: str, *, split: str = "eval_split", seed: bo
                       help="examples per batch (default: the run's batch_size)")
   if seed:
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the random draws")
-  parser.add_argument("--out", type=pathlib.Path, default=None, metavar="FILE.md",
-                      help="also write the report to this Markdown file (default: stdout only)")
+  if out_folder:
+    parser.add_argument("--out", type=pathlib.Path, required=True, metavar="DIR",
+                        help="folder to write the pictures and the table into (created)")
+  else:
+    parser.add_argument("--out", type=pathlib.Path, default=None, metavar="FILE.md",
+                        help="also write the report to this Markdown file (default: stdout only)")
   if plot:
     parser.add_argument("--plot", type=pathlib.Path, default=None, metavar="FILE.png",
                         help="draw the results into this PNG file (default: no plot)")

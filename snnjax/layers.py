@@ -35,6 +35,10 @@ SURROGATE_COLLECTION = "surrogate"
 ACTIVITY_COLLECTION = "intermediates"
 FIRING_RATE = "firing_rate"
 SUPPORT_FRACTION = "support_fraction"
+#: Collection of the full recordings (snnjax.monitor): sown only when it is mutable.
+MONITOR_COLLECTION = "monitor"
+#: What a neuron module records into :data:`MONITOR_COLLECTION`, each [T, ...] of its input.
+MONITORED = ("input", "membrane_before_reset", "membrane", "spikes")
 
 def surrogate_state(module: nn.Module, spec: surrogates.SurrogateSpec) -> surrogates.AnySurrogate:
   """The module's surrogate with parameters read from its ``"surrogate"`` variables.
@@ -73,6 +77,11 @@ def sown_means(collection: Mapping[str, Any], name: str) -> dict[str, Array]:
 def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   """Runs a multi-step neuron with the module's surrogate state; records activity.
 
+  When the ``"monitor"`` collection is mutable it also sows the whole recording
+  (:data:`MONITORED`: input current x, membrane h before reset, membrane v after
+  reset, spikes; each [T, ...]; see :mod:`snnjax.monitor`). Otherwise nothing
+  extra is computed.
+
   When the ``"intermediates"`` collection is mutable it sows, per layer:
   ``firing_rate`` = mean(spikes), spikes per neuron per time step; and, for
   compact-support surrogates, ``support_fraction`` = mean(|h - v_threshold| <
@@ -81,10 +90,14 @@ def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   """
   surrogate = surrogate_state(module, module.surrogate)
   record = module.is_mutable_collection(ACTIVITY_COLLECTION)
+  monitor = module.is_mutable_collection(MONITOR_COLLECTION)
   out = neuron_fn(x, v_threshold=module.v_threshold, v_reset=module.v_reset, reset=module.reset,
                   detach_reset=module.detach_reset, surrogate=surrogate, unroll=module.unroll,
-                  return_charge=record, **neuron_kwargs)
+                  return_charge=record or monitor, trace=monitor, **neuron_kwargs)
   spikes = out[0]
+  if monitor:
+    for name, value in zip(MONITORED, (x, out[2], out[1], spikes)):
+      module.sow(MONITOR_COLLECTION, name, value)
   if record:
     module.sow(ACTIVITY_COLLECTION, FIRING_RATE, jnp.mean(spikes.astype(jnp.float32)))
     if surrogates.unwrap(surrogate).name in surrogates.COMPACT_SUPPORT:
