@@ -110,6 +110,8 @@ def plot_layer(layer: str, record: Mapping[str, np.ndarray], v_threshold: float,
     line, = membrane.plot(steps_axis, flat["membrane"][:, neuron], label=f"neuron {neuron}")
     membrane.plot(steps_axis, flat["membrane_before_reset"][:, neuron], "o",
                   color=line.get_color(), markersize=4)
+  for ax in (raster, membrane):
+    ax.set_xticks(steps_axis)
   membrane.axhline(v_threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
   membrane.set(xlabel="time step t", ylabel="membrane",
                title="after reset (line), before reset (dots)")
@@ -153,6 +155,7 @@ def plot_rates_over_time(recording: Recording, path: pathlib.Path) -> None:
     rates = layer_statistics(record["spikes"])["rate_per_step"]
     ax.plot(np.arange(len(rates)), rates, marker="o", label=layer)
   ax.set(xlabel="time step t", ylabel="firing rate", title="firing rate per time step")
+  ax.set_xticks(np.arange(len(rates)))
   ax.legend(fontsize=6, ncol=2, loc="best")
   fig.tight_layout()
   fig.savefig(path, dpi=110)

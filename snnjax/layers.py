@@ -90,7 +90,7 @@ def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   """
   surrogate = surrogate_state(module, module.surrogate)
   record = module.is_mutable_collection(ACTIVITY_COLLECTION)
-  monitor = module.is_mutable_collection(MONITOR_COLLECTION)
+  monitor = module.is_mutable_collection(MONITOR_COLLECTION) and not module.is_initializing()
   out = neuron_fn(x, v_threshold=module.v_threshold, v_reset=module.v_reset, reset=module.reset,
                   detach_reset=module.detach_reset, surrogate=surrogate, unroll=module.unroll,
                   return_charge=record or monitor, trace=monitor, **neuron_kwargs)

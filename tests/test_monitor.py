@@ -48,6 +48,7 @@ def _scan_outputs(jaxpr):
 
 def test_monitoring_off_computes_no_trace():
   model, variables, x = _resnet()
+  assert "monitor" not in variables   # init records nothing either
   plain = _scan_outputs(jax.make_jaxpr(lambda v: model.apply(v, x))(variables).jaxpr)
   recorded = _scan_outputs(jax.make_jaxpr(lambda v: monitor.record(model, v, x))(variables).jaxpr)
   assert len(plain) == len(recorded) == 18

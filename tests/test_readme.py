@@ -121,7 +121,7 @@ PLACEHOLDERS = {"configs/X.py": "configs/fmnist_vgg_sml.py", "DIR": "workdirs/re
 #: The argument whose path each entry point must name when it is missing.
 MISSING_INPUT = {"train.py": "--config.data.folder", "snnjax.data.prepare": "--raw",
                  "snnjax.evaluate": "--workdir", "snnjax.probe": "--workdir",
-                 "snnjax.robustness": "--workdir"}
+                 "snnjax.robustness": "--workdir", "snnjax.inspect": "--workdir"}
 
 
 def instantiate(command: str) -> str:
