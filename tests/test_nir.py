@@ -34,12 +34,16 @@ def _same_graphs(a, b):
         np.testing.assert_array_equal(getattr(node, field), getattr(b.nodes[name], field))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"depth": 1}, {"depth": 1, "neuron": "if"}, {"depth": 0, "neuron": "plif"},
-    {"depth": 0, "neuron_kwargs": {"tau": 3.0, "decay_input": True, "v_threshold": 0.5}},
+@pytest.mark.parametrize("name, kwargs", [
+    ("depth_net", {"depth": 1}), ("depth_net", {"depth": 1, "neuron": "if"}),
+    ("depth_net", {"depth": 0, "neuron": "plif"}),
+    ("depth_net", {"depth": 0, "neuron_kwargs": {"tau": 3.0, "decay_input": True,
+                                                 "v_threshold": 0.5}}),
+    ("vggsnn", {}),                       # average pooling of spikes
 ])
-def test_export_load_gives_the_same_network_and_export_again_the_same_graph(kwargs, tmp_path):
-  model, variables, x = _net(**kwargs)
+def test_export_load_gives_the_same_network_and_export_again_the_same_graph(name, kwargs,
+                                                                             tmp_path):
+  model, variables, x = _net(name, **kwargs)
   graph = snn_nir.export(model, variables, input_shape=(16, 16, 1))
   nir.write(tmp_path / "net.nir", graph)
   loaded, loaded_variables = snn_nir.load(nir.read(tmp_path / "net.nir"), T=4)
