@@ -183,7 +183,8 @@ def test_constructors_come_from_the_table():
     S.rectangle(0.0)
 
 
-def test_a_new_parameter_value_does_not_recompile():
+def counted_input_grad():
+  """(jitted d sum(spike(x, sg)) / dx, the list it appends to each time it is traced)."""
   traces = []
 
   @jax.jit
@@ -191,6 +192,11 @@ def test_a_new_parameter_value_does_not_recompile():
     traces.append(1)
     return jax.grad(lambda x: jnp.sum(S.spike(x, sg)))(x)
 
+  return grad, traces
+
+
+def test_a_new_parameter_value_does_not_recompile():
+  grad, traces = counted_input_grad()
   x = jnp.linspace(-1, 1, 5)
   for alpha in (1.0, 2.0, 3.0):
     np.testing.assert_allclose(np.asarray(grad(x, S.rectangle(alpha))),
@@ -307,13 +313,7 @@ def test_a_registered_surrogate_parses_and_its_parameters_never_recompile(regist
   sg = S.as_surrogate("laplace(a=3)")
   assert sg.name == "laplace" and float(sg.params["a"]) == 3.0
   assert "laplace" in S.NAMES and S.DEFAULTS["laplace"] == {"a": 2.0}
-  traces = []
-
-  @jax.jit
-  def input_grad(x, sg):
-    traces.append(1)
-    return jax.grad(lambda x: jnp.sum(S.spike(x, sg)))(x)
-
+  input_grad, traces = counted_input_grad()
   x = jnp.linspace(-1.0, 1.0, 11)
   for a in (2.0, 3.0, 5.0):
     np.testing.assert_allclose(input_grad(x, S.get("laplace", a=a)), _laplace(x, a), rtol=1e-6)
