@@ -123,8 +123,7 @@ def main(argv):
   del argv
   from snnjax import xla_flags
   config = load_config()
-  os.environ["XLA_FLAGS"] = xla_flags.with_remat_flag(
-      os.environ.get("XLA_FLAGS", ""), config.model.remat, cpu_only=xla_flags.jax_uses_cpu_only())
+  xla_flags.apply(remat=config.model.remat)
   import jax
   if _NUM_PROCESSES.value or _COORDINATOR.value or _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,

@@ -151,6 +151,19 @@ def test_accuracy_benchmark_smoke_run_trains_both_frameworks(tmp_path):
   assert len({(r["n_params"], r["n_params_with_heads"]) for r in records}) == 1
 
 
+def test_the_conv_flag_is_for_a_cpu_only_jax_unless_the_user_chose(monkeypatch):
+  from snnjax import xla_flags
+  assert xla_flags.with_conv_flag("--a=1", cpu_only=True) == f"--a=1 {xla_flags.CPU_CONV_XLA_FLAG}"
+  assert xla_flags.with_conv_flag("--a=1", cpu_only=False) == "--a=1"
+  mine = "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
+  assert xla_flags.with_conv_flag(mine, cpu_only=True) == mine       # the user's own wins
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  monkeypatch.setenv("XLA_FLAGS", "--a=1")
+  applied = xla_flags.apply(remat="block")
+  assert applied.split() == ["--a=1", xla_flags.CPU_CONV_XLA_FLAG, xla_flags.CPU_REMAT_XLA_FLAG]
+  assert os.environ["XLA_FLAGS"] == applied
+
+
 def test_the_remat_flag_is_only_for_a_cpu_only_jax(monkeypatch):
   from snnjax import xla_flags
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
