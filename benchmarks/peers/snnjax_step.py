@@ -24,8 +24,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from snnjax import xla_flags
 from snnjax.train import config as config_lib
 from snnjax.train import optim, steps
+
+xla_flags.apply()   # train.py's XLA flags; JAX creates its backend only at the first use
 
 
 def make_config(spec: harness.Spec) -> ml_collections.ConfigDict:
