@@ -231,6 +231,14 @@ def split_pipeline(config: Any, experiment: loop.Experiment, split: str,
 # --- Reports ----------------------------------------------------------------------------------
 
 
+def pyplot():
+  """``matplotlib.pyplot`` on the file-only Agg backend, imported when a command first draws."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
 def write_report(table: str, out: pathlib.Path | None, plot_path: pathlib.Path | None = None,
                  plot_fn: Callable | None = None) -> None:
   """Prints a Markdown table, writes it to ``out`` and draws ``plot_fn(plot_path)`` if given."""

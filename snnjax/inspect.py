@@ -91,9 +91,7 @@ def chosen_neurons(record: Mapping[str, np.ndarray], count: int) -> np.ndarray:
 def plot_layer(layer: str, record: Mapping[str, np.ndarray], v_threshold: float,
                path: pathlib.Path, neurons: int, traces: int) -> None:
   """Raster (left) and membrane traces (right) of the first example of one layer."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = evaluate.pyplot()
 
   T = record["spikes"].shape[0]
   flat = {k: v[:, 0].reshape(T, -1) for k, v in record.items()}
@@ -123,9 +121,7 @@ def plot_layer(layer: str, record: Mapping[str, np.ndarray], v_threshold: float,
 
 def plot_rate_histograms(recording: Recording, path: pathlib.Path) -> None:
   """One histogram of per-neuron firing rates per layer (small multiples)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = evaluate.pyplot()
 
   names = list(recording)
   columns = min(4, len(names))
@@ -146,9 +142,7 @@ def plot_rate_histograms(recording: Recording, path: pathlib.Path) -> None:
 
 def plot_rates_over_time(recording: Recording, path: pathlib.Path) -> None:
   """Each layer's firing rate at each time step."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = evaluate.pyplot()
 
   fig, ax = plt.subplots(figsize=(7, 4))
   for layer, record in recording.items():

@@ -76,20 +76,20 @@ def record(model: nn.Module, variables: Mapping[str, Any], inputs: Array,
     train: run in train mode (batch statistics; the running averages are not kept).
 
   Returns:
-    {layer: {name: [T, B, ...] float array}} for each name in :data:`MONITORED`, in call
-    order (under jit, pytree order: sorted by path). A layer called several times keeps
-    its first call.
+    {layer: {name: [T, B, ...] float array}} for each name in :data:`MONITORED`, in the
+    order of ``layers`` (all layers: by path; under jit, pytree order, sorted by path).
+    A layer called several times keeps its first call.
 
   Raises:
     ValueError: a requested layer the model does not have (names the ones it has).
   """
-  wanted = check_layers(layer_names(model, variables, inputs), layers)
   mutable = [MONITOR_COLLECTION] + (["batch_stats"] if train else [])
   _, state = model.apply(variables, inputs, train=train, mutable=mutable)
-  sown = traverse_util.flatten_dict(dict(state[MONITOR_COLLECTION]))
   recording: dict[str, dict[str, Array]] = {}
-  for path, calls in sown.items():
-    layer, name = "/".join(path[:-1]), path[-1]
-    if layer in wanted:
-      recording.setdefault(layer, {})[name] = calls[0]
-  return {layer: recording[layer] for layer in wanted}
+  for path, calls in traverse_util.flatten_dict(dict(state[MONITOR_COLLECTION])).items():
+    recording.setdefault("/".join(path[:-1]), {})[path[-1]] = calls[0]
+  if layers is None:
+    return recording
+  if any(name not in recording for name in layers):
+    check_layers(layer_names(model, variables, inputs), layers)   # names them, in call order
+  return {name: recording[name] for name in layers}

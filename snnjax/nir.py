@@ -167,13 +167,14 @@ def export(model: nn.Module, variables: Mapping[str, Any], input_shape: Sequence
   return _graph(steps, arrays, tuple(input_shape), dt)
 
 
-def _refuse(model: nn.Module) -> None:
+def _check_exportable(model: nn.Module) -> None:
   name = type(model).__name__
   if not isinstance(model, vgg.ConvNet):
     why = ("its residual sums are not written by snnjax's exporter yet"
            if name == "ResNet" else "it is not a plain conv net")
     raise ValueError(f"cannot export a {name} to NIR: {why}. Exportable: ConvNet models "
-                     "(depth_net, vggsnn, average-pooling plans) and networks snnjax.nir.load built.")
+                     "(depth_net, vggsnn, average-pooling plans) and networks "
+                     "snnjax.nir.load built.")
   problems = []
   if not model.spiking:
     problems.append("spiking=False is an ANN (no neurons to express)")
@@ -192,7 +193,8 @@ def _refuse(model: nn.Module) -> None:
 
 def _neuron_settings(model: vgg.ConvNet) -> dict[str, Any]:
   cls = layers.NEURONS[model.neuron]
-  defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in ("parent", "name")}
+  defaults = {f.name: f.default for f in dataclasses.fields(cls)
+              if f.name not in ("parent", "name")}
   return {**defaults, **dict(model.neuron_kwargs or {})}
 
 
@@ -200,7 +202,7 @@ def _convnet_chain(model: vgg.ConvNet, variables: Mapping[str, Any],
                    input_shape: tuple[int, int, int], dt: float
                    ) -> tuple[list[Step], dict[str, np.ndarray]]:
   """The steps and arrays (snnjax layout) of a ConvNet, BatchNorm folded."""
-  _refuse(model)
+  _check_exportable(model)
   params, stats = variables["params"], variables.get("batch_stats", {})
   settings = _neuron_settings(model)
   h, w, _ = input_shape

@@ -221,9 +221,7 @@ def format_table(results: Sequence[gradient_probe.LayerProbe], title: str = "",
 def plot(results: Sequence[gradient_probe.LayerProbe], path: str | pathlib.Path,
          title: str = "") -> None:
   """Cosine (with its interval) vs layer depth; one line per reference gradient too."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = evaluate.pyplot()
   depth = np.arange(1, len(results) + 1)
   fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(results) + 2), 3.8))
 

@@ -156,9 +156,7 @@ def format_table(results: Mapping[str, Mapping[float, float]], title: str = "") 
 def plot(results: Mapping[str, Mapping[float, float]], path: str | pathlib.Path,
          title: str = "") -> None:
   """Accuracy vs strength, one panel per noise, saved to ``path``."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = evaluate.pyplot()
   labels = {"gaussian": "Gaussian noise sigma", "salt_pepper": "salt-and-pepper amount"}
   fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.5), squeeze=False)
   for ax, (kind, row) in zip(axes[0], results.items()):

@@ -285,7 +285,8 @@ def _check_registration(name: str, derivative: Any, width: Any, defaults: Mappin
   validation.check(jnp.issubdtype(h.dtype, jnp.floating) and bool(jnp.all(jnp.isfinite(h))),
                    f"surrogate {name!r}: h must return finite floats, got {h.dtype} values {h}.")
   if width is not None:
-    ok = isinstance(width, tuple) and len(width) == 2 and width[0] in defaults and callable(width[1])
+    ok = (isinstance(width, tuple) and len(width) == 2 and width[0] in defaults
+          and callable(width[1]))
     validation.check(ok, f"surrogate {name!r}: width must be (parameter, map) with the parameter "
                      f"among {list(defaults)}, got {width!r}.")
     p = np.asarray([0.3, 1.0, 2.5], np.float32)

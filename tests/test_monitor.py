@@ -1,7 +1,6 @@
 """Monitors (snnjax.monitor) and the inspect command's pictures."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image

@@ -19,5 +19,6 @@ from snnjax.models.vgg import ConvNet
 
 __all__ = [
     "BasicBlock", "ConvNet", "LayerFactory", "ModelOutput", "ResNet", "SpikingNet",
-    "SurrogateHead", "adaptive_avg_pool", "allowed_arguments", "create", "names", "register", "strip_heads",
+    "SurrogateHead", "adaptive_avg_pool", "allowed_arguments", "create", "names", "register",
+    "strip_heads",
 ]

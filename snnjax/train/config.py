@@ -168,7 +168,8 @@ def import_modules(imports: Any) -> None:
     if entry.endswith(".py"):
       path = pathlib.Path(entry).expanduser().resolve()
       validation.check(path.is_file(), f"config.imports: {entry!r} is not a file; give an "
-                       "existing .py path (absolute, or relative to where you run) or a module name.")
+                       "existing .py path (absolute, or relative to where you run) or a module "
+                       "name.")
       name = f"snnjax_imports.{path.stem}_{abs(hash(str(path)))}"
       if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
