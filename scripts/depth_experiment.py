@@ -70,52 +70,74 @@ def final_eval(workdir: pathlib.Path, steps: int) -> dict[str, Any] | None:
   return evals[-1] if evals else None
 
 
-def run_one(args: argparse.Namespace, variant: str, depth: int) -> dict[str, Any]:
-  """Trains one (variant, depth) unless it already finished; returns its result row."""
-  workdir = args.workdir_root / f"{variant}_L{depth}"
-  command = train_command(args, variant, depth, workdir)
-  record_path = workdir / "depth_run.json"
-  done = final_eval(workdir, args.steps)
-  if done is not None and record_path.exists():
-    print(f"[{variant} L={depth}] finished before, reusing {workdir}", flush=True)
-    return json.loads(record_path.read_text())
+def run_train(label: str, command: list[str], workdir: pathlib.Path, steps: int,
+              fields: dict[str, Any]) -> dict[str, Any]:
+  """Runs one train.py ``command`` in ``workdir`` unless it finished before; its result row.
+
+  A run has finished when WORKDIR/run.json exists and metrics.jsonl holds the
+  eval of step ``steps``; then nothing is trained and the stored row is returned
+  (a recorded run whose command differs raises ValueError instead of being
+  reused). Otherwise train.py runs (resuming from its checkpoint, if any) with
+  its output in WORKDIR/train.log. The row is ``fields`` plus workdir, command,
+  returncode, wall_s (start-up, compilation and evaluation included),
+  test_accuracy and test_loss (None if the run failed).
+  """
+  record_path = workdir / "run.json"
+  shown = shlex.join(["python"] + command[1:])
+  if record_path.exists() and final_eval(workdir, steps) is not None:
+    row = json.loads(record_path.read_text())
+    if row["command"] != shown:
+      raise ValueError(f"{workdir} holds a run of another command:\n  {row['command']}\n"
+                       f"not\n  {shown}\nuse another --workdir-root or remove that folder")
+    print(f"[{label}] finished before, reusing {workdir}", flush=True)
+    return row
   workdir.mkdir(parents=True, exist_ok=True)
-  print(f"[{variant} L={depth}] {shlex.join(command)}", flush=True)
+  print(f"[{label}] {shown}", flush=True)
   start = time.time()
   with open(workdir / "train.log", "a") as log:
     proc = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
   wall = time.time() - start
-  done = final_eval(workdir, args.steps)
-  row = {"variant": variant, "depth": depth, "workdir": str(workdir),
-         "command": shlex.join(["python"] + command[1:]), "returncode": proc.returncode,
+  done = final_eval(workdir, steps)
+  row = {**fields, "workdir": str(workdir), "command": shown, "returncode": proc.returncode,
          "wall_s": round(wall, 1),
          "test_accuracy": done["test_accuracy"] if done else None,
          "test_loss": done.get("test_loss") if done else None}
   if done is None:
-    print(f"[{variant} L={depth}] FAILED (rc {proc.returncode}); see {workdir}/train.log",
-          flush=True)
+    print(f"[{label}] FAILED (rc {proc.returncode}); see {workdir}/train.log", flush=True)
   else:
     record_path.write_text(json.dumps(row, indent=1))
-    print(f"[{variant} L={depth}] test accuracy {row['test_accuracy']:.4f}, {wall:.0f} s",
-          flush=True)
+    print(f"[{label}] test accuracy {row['test_accuracy']:.4f}, {wall:.0f} s", flush=True)
   return row
 
 
-def probe_one(args: argparse.Namespace, variant: str, depth: int) -> dict[str, Any] | None:
-  """Gradient probe of one finished run (cached in WORKDIR/depth_probe.json)."""
+def run_one(args: argparse.Namespace, variant: str, depth: int) -> dict[str, Any]:
+  """Trains one (variant, depth) unless it already finished; returns its result row."""
   workdir = args.workdir_root / f"{variant}_L{depth}"
-  cache = workdir / "depth_probe.json"
+  return run_train(f"{variant} L={depth}", train_command(args, variant, depth, workdir), workdir,
+                   args.steps, {"variant": variant, "depth": depth})
+
+
+def probe_run(workdir: pathlib.Path, steps: int, directions: int, seed: int) -> dict | None:
+  """Gradient probe of a finished run's last checkpoint, cached in WORKDIR/probe.json.
+
+  Per conv/dense layer of the network (SML heads' own layers left out): the
+  cosine of the surrogate gradient with finite differences of the spiking loss,
+  its 95% interval, the relative error and the reference estimators' cosines
+  (:func:`snnjax.probe.probe_workdir`, one training batch). None if the run has
+  not finished.
+  """
+  cache = workdir / "probe.json"
   if cache.exists():
     cached = json.loads(cache.read_text())
-    if cached.get("directions") == args.probe_directions:
+    if cached.get("directions") == directions:
       return cached
-  if final_eval(workdir, args.steps) is None:
+  if final_eval(workdir, steps) is None:
     return None
   from snnjax import probe
-  print(f"[probe {variant} L={depth}] {args.probe_directions} directions", flush=True)
+  print(f"[probe {workdir}] {directions} directions", flush=True)
   start = time.time()
-  out = probe.probe_workdir(workdir, num_batches=1, num_directions=args.probe_directions,
-                            seed=args.seed)
+  out = probe.probe_workdir(workdir, which="latest", num_batches=1, num_directions=directions,
+                            seed=seed)
   layers = []
   for r in out["results"]:
     if "sml_head" in r.layer:  # the probe measures the SNN loss; heads do not affect it
@@ -125,11 +147,17 @@ def probe_one(args: argparse.Namespace, variant: str, depth: int) -> dict[str, A
                    "relative_error": float(r.relative_error),
                    "references": {name: {"cosine": float(c), "ci": [float(v) for v in ci]}
                                   for name, (c, ci) in r.references.items()}})
-  result = {"variant": variant, "depth": depth, "step": int(out["step"]),
-            "directions": args.probe_directions, "wall_s": round(time.time() - start, 1),
-            "layers": layers}
+  result = {"step": int(out["step"]), "directions": directions,
+            "wall_s": round(time.time() - start, 1), "layers": layers}
   cache.write_text(json.dumps(result, indent=1))
   return result
+
+
+def probe_one(args: argparse.Namespace, variant: str, depth: int) -> dict[str, Any] | None:
+  """Gradient probe of one finished (variant, depth) run."""
+  result = probe_run(args.workdir_root / f"{variant}_L{depth}", args.steps,
+                     args.probe_directions, args.seed)
+  return None if result is None else {"variant": variant, "depth": depth, **result}
 
 
 def hardware() -> dict[str, str]:
