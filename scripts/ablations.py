@@ -80,6 +80,7 @@ class Study:
   extras: tuple[str, ...] = ()
   probe_cells: tuple[str, ...] = ()
   batch_size: int = 64
+  train_examples: int = TRAIN_EXAMPLES   # the training split's size: the schedule's epochs
 
 
 def _gpu(*flags: str) -> tuple[str, ...]:
@@ -175,7 +176,7 @@ class Plan:
 def train_command(plan: Plan, cell: str, seed: int) -> list[str]:
   """train.py's command line for one (cell, seed): preset flags, then the cell's own."""
   study = plan.study
-  epochs = plan.steps * study.batch_size / TRAIN_EXAMPLES
+  epochs = plan.steps * study.batch_size / study.train_examples
   return [sys.executable, "train.py", f"--config={study.config}",
           f"--workdir={plan.workdir(cell, seed)}",
           f"--config.batch_size={study.batch_size}", f"--config.max_steps={plan.steps}",
@@ -312,7 +313,7 @@ def markdown(plan: Plan, rows: list[dict[str, Any]], summary: dict[str, Any], co
   study = plan.study
   labels = {c: study.cells[c][0] for c in study.cells}
   seeds = sorted({r["seed"] for r in rows})
-  epochs = plan.steps * study.batch_size / TRAIN_EXAMPLES
+  epochs = plan.steps * study.batch_size / study.train_examples
   wall = [r["wall_s"] for r in rows if r.get("wall_s") is not None]
   lines = [f"# {study.title}", "", f"![{study.name}]({study.name}.png)", "",
            f"Claim tested: {study.claim}.", "",

@@ -74,24 +74,27 @@ def run_train(label: str, command: list[str], workdir: pathlib.Path, steps: int,
               fields: dict[str, Any]) -> dict[str, Any]:
   """Runs one train.py ``command`` in ``workdir`` unless it finished before; its result row.
 
-  A run has finished when WORKDIR/run.json exists and metrics.jsonl holds the
-  eval of step ``steps``; then nothing is trained and the stored row is returned
-  (a recorded run whose command differs raises ValueError instead of being
-  reused). Otherwise train.py runs (resuming from its checkpoint, if any) with
-  its output in WORKDIR/train.log. The row is ``fields`` plus workdir, command,
-  returncode, wall_s (start-up, compilation and evaluation included),
-  test_accuracy and test_loss (None if the run failed).
+  The command is recorded in WORKDIR/train_command.txt when the run starts; a
+  workdir that holds another command's run raises ValueError (nothing in it is
+  touched), so a changed budget never continues an old run. A run has finished
+  when WORKDIR/run.json exists and metrics.jsonl holds the eval of step
+  ``steps``; then nothing is trained and the stored row is returned. Otherwise
+  train.py runs (resuming from its checkpoint, if any) with its output in
+  WORKDIR/train.log. The row is ``fields`` plus workdir, command, returncode,
+  wall_s (start-up, compilation and evaluation included), test_accuracy and
+  test_loss (None if the run failed).
   """
   record_path = workdir / "run.json"
+  command_path = workdir / "train_command.txt"
   shown = shlex.join(["python"] + command[1:])
+  if command_path.exists() and command_path.read_text().strip() != shown:
+    raise ValueError(f"{workdir} holds a run of another command: "
+                     f"{command_path.read_text().strip()}; use another --workdir-root")
   if record_path.exists() and final_eval(workdir, steps) is not None:
-    row = json.loads(record_path.read_text())
-    if row["command"] != shown:
-      raise ValueError(f"{workdir} holds a run of another command:\n  {row['command']}\n"
-                       f"not\n  {shown}\nuse another --workdir-root or remove that folder")
     print(f"[{label}] finished before, reusing {workdir}", flush=True)
-    return row
+    return json.loads(record_path.read_text())
   workdir.mkdir(parents=True, exist_ok=True)
+  command_path.write_text(shown + "\n")
   print(f"[{label}] {shown}", flush=True)
   start = time.time()
   with open(workdir / "train.log", "a") as log:
