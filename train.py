@@ -86,6 +86,9 @@ _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "True or False"
 def flag_error(error: flags.Error) -> str:
   """One line for a flag absl rejected; a --config.KEY value of the wrong type says so."""
   text = str(error).strip().rstrip(".")
+  if "Error whilst parsing config file" in text:  # what the config's get_config raised, last line
+    raised = text.splitlines()[-1].removesuffix(". Pass --helpfull to see the flags")
+    return f"--config {_config_path(sys.argv)}: {raised.rstrip('.')}."
   match = _BAD_VALUE.match(text)
   if not match:
     return f"{text}. Pass --helpfull to see the flags."

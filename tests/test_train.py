@@ -200,6 +200,17 @@ def test_config_errors_in_train_py_are_one_line(tmp_path, override, message):
   assert not (tmp_path / "run").exists()
 
 
+def test_a_config_argument_the_file_refuses_is_one_line(tmp_path):
+  result = subprocess.run([sys.executable, "train.py", "--config", "configs/fmnist_best.py:gpu",
+                           "--workdir", str(tmp_path / "run")], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "unknown budget; choose from full, cpu" in lines[0], result.stderr
+  assert "Traceback" not in result.stderr + result.stdout
+  assert not (tmp_path / "run").exists()
+
+
 # --- End to end on real Fashion-MNIST ----------------------------------------------------------
 
 
@@ -294,9 +305,9 @@ def test_every_config_file_validates(path):
   spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
-  config_lib.validate(config)
-  assert config.model.T >= 1
+  for config in [module.get_config()] + [module.get_config(b) for b in getattr(module, "BUDGETS", ())]:
+    config_lib.validate(config)
+    assert config.model.T >= 1
 
 
 # --- Estimators in the train step ---------------------------------------------------------------
