@@ -124,9 +124,10 @@ def load_config():
 
 def main(argv):
   del argv
-  from snnjax import xla_flags
+  from snnjax import compilation_cache, xla_flags
   config = load_config()
   xla_flags.apply(remat=config.model.remat)
+  compilation_cache.enable()
   import jax
   if _NUM_PROCESSES.value or _COORDINATOR.value or _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,

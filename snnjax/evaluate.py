@@ -23,7 +23,7 @@ from typing import Any
 
 import jax
 
-from snnjax import console, data, energy, xla_flags
+from snnjax import compilation_cache, console, data, energy, xla_flags
 from snnjax.train import checkpoint, loop, run_summary, steps
 from snnjax.train import config as config_lib
 
@@ -253,9 +253,11 @@ def write_report(table: str, out: pathlib.Path | None, plot_path: pathlib.Path |
 def run_command(compute: Callable[[], Any]) -> tuple[int, Any]:
   """(exit status, ``compute()``) with quiet logs; a ValueError / OSError is one line, status 2.
 
-  Sets snnjax's XLA flags first (:func:`snnjax.xla_flags.apply`), as train.py does.
+  Sets snnjax's XLA flags and compilation cache first (:func:`snnjax.xla_flags.apply`,
+  :func:`snnjax.compilation_cache.enable`), as train.py does.
   """
   xla_flags.apply()
+  compilation_cache.enable()
   with quiet_logs():
     try:
       return 0, compute()

@@ -211,6 +211,38 @@ def test_a_config_argument_the_file_refuses_is_one_line(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def _train_step_entries(folder):
+  return sorted(p.name for p in pathlib.Path(folder).glob("*train_step*"))
+
+
+def test_train_py_keeps_compiled_programs_in_the_persistent_cache(tmp_path, monkeypatch):
+  """Default folder under $XDG_CACHE_HOME; a rerun reads the train step back; empty = off."""
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  flags = {**TINY, **SYNTHETIC, "max_steps": 2}
+  cache = tmp_path / "xdg" / "snnjax" / "jax_compilation_cache"
+  for run in ("first", "second"):
+    code, out = finish(run_train(tmp_path / run, flags,
+                                 env={"XDG_CACHE_HOME": str(tmp_path / "xdg")}))
+    assert code == 0, out
+    if run == "first":
+      entries = _train_step_entries(cache)
+      assert len(entries) == 1, sorted(p.name for p in cache.glob("*"))
+  assert _train_step_entries(cache) == entries   # read back, not compiled and stored again
+
+
+def test_the_compilation_cache_folder_is_the_users_when_set(tmp_path, monkeypatch):
+  from snnjax import compilation_cache
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "")
+  assert compilation_cache.enable() is None   # set but empty: off
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+  assert compilation_cache.enable() == str(tmp_path / "mine")
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  assert compilation_cache.default_dir() == tmp_path / "xdg/snnjax/jax_compilation_cache"
+  monkeypatch.delenv("XDG_CACHE_HOME")
+  assert compilation_cache.default_dir() == pathlib.Path.home() / ".cache/snnjax/jax_compilation_cache"
+
+
 # --- End to end on real Fashion-MNIST ----------------------------------------------------------
 
 
