@@ -219,13 +219,21 @@ def noise_run(workdir: pathlib.Path, steps: int) -> dict[str, dict[str, float]] 
   return results
 
 
-def train_curve(workdir: pathlib.Path, key: str = "loss") -> list[tuple[int, float]]:
-  """(step, value) of a logged training metric, e.g. the loss or "chi/sn3"."""
+def train_curve(workdir: pathlib.Path, key: str = "snn_ce") -> list[tuple[int, float]]:
+  """(step, value) of a logged training metric, e.g. "chi/sn3".
+
+  "snn_ce" is the SNN's own cross-entropy: "ce_main" where SML heads add their
+  losses to "loss", else "loss" (which then includes a Lipschitz penalty, if on).
+  """
   from snnjax.train.metrics import read_metrics
   if not (workdir / "metrics.jsonl").exists():
     return []
-  return [(r["step"], r[key]) for r in read_metrics(workdir)
-          if r.get("kind") == "train" and key in r]
+  curve = []
+  for r in read_metrics(workdir):
+    name = ("ce_main" if "ce_main" in r else "loss") if key == "snn_ce" else key
+    if r.get("kind") == "train" and name in r:
+      curve.append((r["step"], r[name]))
+  return curve
 
 
 # --- Statistics -------------------------------------------------------------------------------
@@ -436,11 +444,12 @@ def plot_study(plan: Plan, summary: dict[str, Any], path: pathlib.Path) -> None:
     curves = [train_curve(plan.workdir(c, s)) for s in range(plan.seeds)]
     _band(right, [cv for cv in curves if cv], colors[c], plan.study.cells[c][0])
   right.set_xlabel("step")
-  right.set_ylabel("training loss (logged batches)")
+  right.set_ylabel("SNN cross-entropy (logged batches)")
   right.set_yscale("log")
   right.grid(alpha=0.3)
   right.legend(fontsize=7)
-  right.set_title("training loss: mean over seeds, band = min..max", fontsize=9)
+  right.set_title("training loss of the SNN (without head losses): mean over seeds, band = "
+                  "min..max", fontsize=9)
   fig.suptitle(f"{plan.study.title} ({plan.preset} preset, {plan.steps} steps)", fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
