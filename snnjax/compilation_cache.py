@@ -14,7 +14,9 @@ JAX stores a program only when compiling it took at least
 ``jax_persistent_cache_min_compile_time_secs`` (1 s by default), keys it by the
 program, the devices and the JAX/XLA versions and flags (so a changed flag or
 upgrade compiles afresh), and treats an unreadable or unwritable cache as a
-miss with a warning: a full disk slows a run down but does not stop it.
+miss with a warning: a full disk slows a run down but does not stop it, and an
+entry cut short by a kill during its write is compiled afresh each time (with
+that warning) until the folder is deleted.
 """
 
 from __future__ import annotations
@@ -35,11 +37,19 @@ def enable() -> str | None:
   """Turns the cache on in :func:`default_dir` unless $JAX_COMPILATION_CACHE_DIR is set.
 
   A set variable wins, as JAX reads it itself (an empty value turns the cache
-  off). Returns the folder in use, or None when off.
+  off). A default folder that cannot be created or written (a read-only home)
+  leaves the cache off rather than warning at every compilation. Returns the
+  folder in use, or None when off.
   """
   if ENV in os.environ:
     return os.environ[ENV] or None
+  folder = default_dir()
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+  except OSError:
+    return None
+  if not os.access(folder, os.W_OK | os.X_OK):
+    return None
   import jax
-  folder = str(default_dir())
-  jax.config.update("jax_compilation_cache_dir", folder)
-  return folder
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  return str(folder)

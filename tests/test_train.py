@@ -239,6 +239,8 @@ def test_the_compilation_cache_folder_is_the_users_when_set(tmp_path, monkeypatc
   monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
   assert compilation_cache.default_dir() == tmp_path / "xdg/snnjax/jax_compilation_cache"
+  monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no_such_folder")   # cannot be created: off
+  assert compilation_cache.enable() is None
   monkeypatch.delenv("XDG_CACHE_HOME")
   assert compilation_cache.default_dir() == pathlib.Path.home() / ".cache/snnjax/jax_compilation_cache"
 
