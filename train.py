@@ -83,12 +83,12 @@ _BAD_VALUE = re.compile(r"flag --config\.([\w.]+)=(.*?): (.*)", re.S)
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "True or False"}
 
 
-def flag_error(error: flags.Error) -> str:
+def flag_error(error: flags.Error, argv: list[str]) -> str:
   """One line for a flag absl rejected; a --config.KEY value of the wrong type says so."""
   text = str(error).strip().rstrip(".")
   if "Error whilst parsing config file" in text:  # what the config's get_config raised, last line
     raised = text.splitlines()[-1].removesuffix(". Pass --helpfull to see the flags")
-    return f"--config {_config_path(sys.argv)}: {raised.rstrip('.')}."
+    return f"--config {_config_path(argv)}: {raised.rstrip('.')}."
   match = _BAD_VALUE.match(text)
   if not match:
     return f"{text}. Pass --helpfull to see the flags."
@@ -107,7 +107,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    fail(flag_error(e))
+    fail(flag_error(e, argv))
   except Exception as e:  # pylint: disable=broad-except  # whatever the config file raises
     fail(config_error(_config_path(argv), e, argv))
 

@@ -10,7 +10,7 @@ writes to OUT_DIR:
     <study>.json   every run (accuracy, wall time, command), the statistics, hardware
     <study>.md     mean +- std per cell; paired differences with 95% t-intervals
     <study>.png    accuracy per cell (seeds as dots), training curves; extra figures:
-                   <study>_chi.png (chi and width traces), <study>_noise.png
+                   <study>_chi.png (support fraction and half-width traces), <study>_noise.png
                    (accuracy under noise), <study>_probe.png (gradient probe)
 
 Statistics: a cell's mean and sample standard deviation over seeds; for each
@@ -34,7 +34,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import shlex
 import sys
@@ -57,8 +56,8 @@ GSG_FIXED_BETA = round(math.sqrt(0.5 * 5.0), 3)
 SGS_LIPSCHITZ_WEIGHT = 0.01
 SGS_DELTA = 0.5
 
-GAUSSIAN = (0.0, 0.05, 0.1, 0.2, 0.3)
-SALT_PEPPER = (0.0, 0.02, 0.05, 0.1, 0.2)
+#: Noise strengths of the "noise" extra (snnjax.robustness's kinds and units).
+NOISES = {"gaussian": (0.0, 0.05, 0.1, 0.2, 0.3), "salt_pepper": (0.0, 0.02, 0.05, 0.1, 0.2)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,9 +65,10 @@ class Study:
   """A named grid: cells of train.py flags, compared pairs, seeds and budget per preset.
 
   cells: cell name -> (label, flags); pairs: (cell, reference) paired differences;
-  presets: preset -> (steps, seeds, flags every cell gets); extras: "curves" (always),
-  "chi" (chi/width traces), "noise" (accuracy under input noise), "probe" (gradient
-  probe at the final weights of the cells in ``probe_cells``).
+  presets: preset -> (steps, seeds, flags every cell gets); extras beside the accuracy
+  and training-curve figure: "chi" (support-fraction and half-width traces), "noise"
+  (accuracy under input noise), "probe" (gradient probe at the final weights of the
+  cells in ``probe_cells``).
   """
   name: str
   title: str
@@ -203,7 +203,7 @@ def noise_run(workdir: pathlib.Path, steps: int) -> dict[str, dict[str, float]] 
   noise draws from key 0 (:func:`snnjax.robustness.evaluate_workdir`). None if unfinished.
   """
   cache = workdir / "noise.json"
-  noises = {"gaussian": list(GAUSSIAN), "salt_pepper": list(SALT_PEPPER)}
+  noises = {kind: list(strengths) for kind, strengths in NOISES.items()}
   if cache.exists():
     cached = json.loads(cache.read_text())
     if cached["noises"] == noises:
@@ -287,9 +287,9 @@ def noise_summary(plan: Plan, noise: dict[tuple[str, int], dict]) -> dict[str, A
     out["cells"][cell] = {kind: {k: dict(zip(("mean", "std"),
                                              mean_std([runs[s][kind][k] for s in runs])))
                                  for k in next(iter(runs.values()))[kind]}
-                          for kind in ("gaussian", "salt_pepper")} if runs else {}
+                          for kind in NOISES} if runs else {}
   for a, b in plan.study.pairs:
-    for kind in ("gaussian", "salt_pepper"):
+    for kind in NOISES:
       strengths = out["cells"].get(a, {}).get(kind, {})
       for k in strengths:
         pa = {s: r[kind][k] for (c, s), r in noise.items() if c == a}
@@ -362,9 +362,10 @@ def noise_markdown(plan: Plan, noise: dict[str, Any], labels: dict[str, str]) ->
   """Accuracy under noise, mean +- std per cell and strength, and the strongest noise's pairs."""
   lines = ["", "## Accuracy under input noise (%, mean +- std over seeds)", "",
            "Final weights; `snnjax.robustness` noise on the [0, 1] pixel scale, key 0.", ""]
-  for kind, title in (("gaussian", "Gaussian sigma"), ("salt_pepper", "salt-and-pepper amount")):
+  from snnjax.robustness import NOISE_LABELS
+  for kind in NOISES:
     strengths = next((v[kind] for v in noise["cells"].values() if v), {})
-    lines += [f"| {title} |" + "".join(f" {labels[c]} |" for c in plan.cells),
+    lines += [f"| {NOISE_LABELS[kind]} |" + "".join(f" {labels[c]} |" for c in plan.cells),
               "|---:|" + "---:|" * len(plan.cells)]
     for k in strengths:
       cells = [noise["cells"][c].get(kind, {}).get(k) for c in plan.cells]
@@ -374,7 +375,7 @@ def noise_markdown(plan: Plan, noise: dict[str, Any], labels: dict[str, str]) ->
   lines += ["Paired differences at each noise's strongest setting:", "",
             "| cell | reference | n | mean | 95% interval | cell better |",
             "|---|---|---:|---:|---|---:|"]
-  for kind in ("gaussian", "salt_pepper"):
+  for kind in NOISES:
     pairs = [p for p in noise["pairs"] if p["noise"] == kind]
     strongest = max((p["strength"] for p in pairs), key=float, default=None)
     for p in pairs:
@@ -535,11 +536,11 @@ def trace_summary(plan: Plan, prefix: str) -> dict[str, dict[str, float]]:
 def plot_noise(plan: Plan, noise: dict[str, Any], path: pathlib.Path) -> None:
   """Accuracy vs noise strength per cell: mean over seeds, band = +- std."""
   from snnjax import evaluate
+  from snnjax.robustness import NOISE_LABELS
   plt = evaluate.pyplot()
   colors = _colors(plan.cells)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-  titles = {"gaussian": "Gaussian noise sigma", "salt_pepper": "salt-and-pepper amount"}
-  for ax, kind in zip(axes, titles):
+  fig, axes = plt.subplots(1, len(NOISES), figsize=(10, 3.8))
+  for ax, kind in zip(axes, NOISES):
     for c in plan.cells:
       row = noise["cells"][c].get(kind)
       if not row:
@@ -550,7 +551,7 @@ def plot_noise(plan: Plan, noise: dict[str, Any], path: pathlib.Path) -> None:
       ax.plot(xs, mean, marker="o", ms=4, color=colors[c], label=plan.study.cells[c][0])
       ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                       color=colors[c], alpha=0.2, lw=0)
-    ax.set_xlabel(titles[kind])
+    ax.set_xlabel(NOISE_LABELS[kind])
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
@@ -627,9 +628,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   plan, args = parse_plan(argv)
   command = "python " + shlex.join(["scripts/ablations.py"] + list(
       sys.argv[1:] if argv is None else argv))
-  # Every run of a cell compiles the same programs: share JAX's persistent compilation cache.
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(plan.root / "jax_cache"))
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   from snnjax import xla_flags
   xla_flags.apply()
   start = time.time()

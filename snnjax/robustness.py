@@ -153,15 +153,18 @@ def format_table(results: Mapping[str, Mapping[float, float]], title: str = "") 
   return "\n".join(lines) + "\n"
 
 
+#: Axis label of each noise's strength, for tables and figures.
+NOISE_LABELS = {"gaussian": "Gaussian noise sigma", "salt_pepper": "salt-and-pepper amount"}
+
+
 def plot(results: Mapping[str, Mapping[float, float]], path: str | pathlib.Path,
          title: str = "") -> None:
   """Accuracy vs strength, one panel per noise, saved to ``path``."""
   plt = evaluate.pyplot()
-  labels = {"gaussian": "Gaussian noise sigma", "salt_pepper": "salt-and-pepper amount"}
   fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.5), squeeze=False)
   for ax, (kind, row) in zip(axes[0], results.items()):
     ax.plot(list(row), [100 * a for a in row.values()], marker="o")
-    ax.set_xlabel(labels.get(kind, kind))
+    ax.set_xlabel(NOISE_LABELS.get(kind, kind))
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
   if title:
