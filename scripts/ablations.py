@@ -173,10 +173,23 @@ class Plan:
     return self.root / self.study.name / self.preset / cell / f"seed{seed}"
 
 
+def schedule_epochs(steps: int, batch_size: int, train_examples: int) -> float:
+  """config.num_epochs of a run of ``steps`` steps: its schedule must reach ``steps``.
+
+  train.py's schedule has ceil(num_epochs * floor(N / B)) steps (a partial last
+  batch is dropped). steps * B / N, the fraction of the data seen, falls short
+  of ``steps`` when the dropped batch matters (3000 steps of 64: 2999); then
+  steps / floor(N / B) is used instead.
+  """
+  steps_per_epoch = train_examples // batch_size
+  epochs = steps * batch_size / train_examples
+  return epochs if math.ceil(epochs * steps_per_epoch) >= steps else steps / steps_per_epoch
+
+
 def train_command(plan: Plan, cell: str, seed: int) -> list[str]:
   """train.py's command line for one (cell, seed): preset flags, then the cell's own."""
   study = plan.study
-  epochs = plan.steps * study.batch_size / study.train_examples
+  epochs = schedule_epochs(plan.steps, study.batch_size, study.train_examples)
   return [sys.executable, "train.py", f"--config={study.config}",
           f"--workdir={plan.workdir(cell, seed)}",
           f"--config.batch_size={study.batch_size}", f"--config.max_steps={plan.steps}",
@@ -321,7 +334,7 @@ def markdown(plan: Plan, rows: list[dict[str, Any]], summary: dict[str, Any], co
   study = plan.study
   labels = {c: study.cells[c][0] for c in study.cells}
   seeds = sorted({r["seed"] for r in rows})
-  epochs = plan.steps * study.batch_size / study.train_examples
+  epochs = schedule_epochs(plan.steps, study.batch_size, study.train_examples)
   wall = [r["wall_s"] for r in rows if r.get("wall_s") is not None]
   lines = [f"# {study.title}", "", f"![{study.name}]({study.name}.png)", "",
            f"Claim tested: {study.claim}.", "",

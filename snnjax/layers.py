@@ -15,6 +15,12 @@ collection between steps; being array values, the updates never recompile.
 Each neuron module also sows its mean firing rate (spikes per neuron per time
 step), and for compact-support surrogates the share of pre-activations inside
 the support, into the ``"intermediates"`` collection when it is mutable.
+
+Online execution (one time step per call, :mod:`snnjax.train.steps`'s SLTT
+gradient): when the ``"membrane"`` collection is mutable, each neuron module
+starts from the membrane it holds there and stores its final membrane back, so
+that calling the model T times on one step each continues the neurons' state.
+The collection stores v - v_reset (zeros: every neuron at rest).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ SUPPORT_FRACTION = "support_fraction"
 MONITOR_COLLECTION = "monitor"
 #: What a neuron module records into :data:`MONITOR_COLLECTION`, each [T, ...] of its input.
 MONITORED = ("input", "membrane_before_reset", "membrane", "spikes")
+#: Collection of the neurons' membrane between calls (online execution), as v - v_reset.
+MEMBRANE_COLLECTION = "membrane"
 
 def surrogate_state(module: nn.Module, spec: surrogates.SurrogateSpec) -> surrogates.AnySurrogate:
   """The module's surrogate with parameters read from its ``"surrogate"`` variables.
@@ -82,6 +90,10 @@ def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   reset, spikes; each [T, ...]; see :mod:`snnjax.monitor`). Otherwise nothing
   extra is computed.
 
+  When the ``"membrane"`` collection is mutable the neuron starts from the
+  membrane stored there (v_reset + stored; zeros at first) and stores its final
+  membrane back (see the module docstring).
+
   When the ``"intermediates"`` collection is mutable it sows, per layer:
   ``firing_rate`` = mean(spikes), spikes per neuron per time step; and, for
   compact-support surrogates, ``support_fraction`` = mean(|h - v_threshold| <
@@ -91,10 +103,16 @@ def fire(module: nn.Module, neuron_fn, x: Array, **neuron_kwargs: Any) -> Array:
   surrogate = surrogate_state(module, module.surrogate)
   record = module.is_mutable_collection(ACTIVITY_COLLECTION)
   monitor = module.is_mutable_collection(MONITOR_COLLECTION) and not module.is_initializing()
+  carried = None
+  if module.is_mutable_collection(MEMBRANE_COLLECTION) and not module.is_initializing():
+    carried = module.variable(MEMBRANE_COLLECTION, "v", jnp.zeros, x.shape[1:], x.dtype)
+    neuron_kwargs["v_init"] = module.v_reset + carried.value
   out = neuron_fn(x, v_threshold=module.v_threshold, v_reset=module.v_reset, reset=module.reset,
                   detach_reset=module.detach_reset, surrogate=surrogate, unroll=module.unroll,
                   return_charge=record or monitor, trace=monitor, **neuron_kwargs)
   spikes = out[0]
+  if carried is not None:
+    carried.value = (out[1][-1] if monitor else out[1]) - module.v_reset
   if monitor:
     for name, value in zip(MONITORED, (x, out[2], out[1], spikes)):
       module.sow(MONITOR_COLLECTION, name, value)

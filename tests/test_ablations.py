@@ -57,6 +57,17 @@ def test_every_study_has_its_pairs_and_presets_among_its_cells():
     assert set(study.probe_cells) <= set(study.cells)
 
 
+def test_every_preset_schedules_at_least_its_steps():
+  """train.py's schedule has ceil(num_epochs * floor(N / B)) steps; a shorter one would stop
+  the run before the final evaluation the driver waits for (3000 steps of 64: 2999)."""
+  for study in ablations.STUDIES.values():
+    for steps, _, _ in study.presets.values():
+      epochs = ablations.schedule_epochs(steps, study.batch_size, study.train_examples)
+      scheduled = math.ceil(epochs * (study.train_examples // study.batch_size))
+      assert steps <= scheduled <= steps + 1, (study.name, steps, epochs)
+  assert ablations.schedule_epochs(937, 64, 60000) == 937 * 64 / 60000   # unchanged where it fits
+
+
 def test_the_driver_trains_a_two_cell_grid_resumably_and_reports_it(tmp_path, monkeypatch,
                                                                     capsys):
   monkeypatch.setitem(ablations.STUDIES, "tiny", TINY_STUDY)

@@ -162,6 +162,7 @@ def test_fsdp_spec_splits_largest_divisible_axis():
     ("optimizer.learning_rate", 0.0, "learning_rate=0.0 must be > 0"),
     ("sml.lam", 1.5, "lam=1.5 must lie in"),
     ("data.source", "kaggle", "source='kaggle' unknown"),
+    ("gradient", "rtrl", "gradient='rtrl' unknown; allowed: bptt, sltt"),
 ])
 def test_bad_config_values_are_named(key, value, message):
   with pytest.raises(ValueError, match=message):

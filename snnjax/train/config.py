@@ -38,6 +38,10 @@ is compiled.
     loss.name               "ce" | "tet": the loss without SML (with SML, the SML loss).
     loss.tet_lam            TET's MSE weight.
     loss.lipschitz_weight   beta_lr of the Lipschitz penalty; 0 = off.
+    gradient                "bptt" (default): backpropagation through time | "sltt": spatial
+                            learning through time, one time step at a time, activation memory
+                            independent of T (snnjax.train.steps.sltt_gradients; per-step
+                            BatchNorm statistics and per-step losses).
     estimator               surrogate schedules (GSG, ...) and the chi width controller;
                             see snnjax.estimators.default_config.
     optimizer.name          "adamw" | "adam" | "sgd".
@@ -96,6 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
       enabled=False, heads=(), head_channels=256, head_bias=True, alpha=0.5, lam=0.9,
       temperature=3.0))
   c.loss = ml_collections.ConfigDict(dict(name="ce", tet_lam=1e-3, lipschitz_weight=0.0))
+  c.gradient = "bptt"
   c.estimator = estimators.default_config()
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-3, weight_decay=0.0, b1=0.9, b2=0.999, momentum=0.9,
@@ -201,6 +206,10 @@ def validate(config: ml_collections.ConfigDict) -> Validated:
         f"config.model.T={config.model.T} must be >= 1 time step.")
   surrogate = surrogates.as_surrogate(config.model.surrogate)
   choice("loss.name", config.loss.name, steps.LOSSES)
+  choice("gradient", config.gradient, steps.GRADIENTS)
+  check(config.gradient != "sltt" or not config.model.options.get("bn_per_step", False),
+        "config.gradient='sltt' runs one time step at a time, but model.options.bn_per_step=True "
+        "keeps BatchNorm parameters per step; use one of the two.")
   choice("optimizer.name", config.optimizer.name, optim.OPTIMIZERS)
   choice("optimizer.schedule", config.optimizer.schedule, optim.SCHEDULES)
   choice("optimizer.schedule_unit", config.optimizer.schedule_unit, optim.SCHEDULE_UNITS)

@@ -6,6 +6,7 @@ with explicit shardings (see :mod:`snnjax.train.sharding`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -124,12 +125,100 @@ def all_finite(tree: Any) -> Array:
   return jnp.all(jnp.stack(flags)).astype(jnp.float32) if flags else jnp.float32(1)
 
 
+#: How the gradient reaches the weights through time (``config.gradient``).
+GRADIENTS = ("bptt", "sltt")
+
+
+def bptt_gradients(model: nn.Module, config: ml_collections.ConfigDict, params: Any,
+                   state: TrainState, inputs: Array, labels: Array, dropout_key: Array) -> tuple:
+  """Backpropagation through time: the gradient of the task loss over all T steps at once.
+
+  Returns (grads, loss parts, model output, updated collections: batch_stats, intermediates).
+  """
+
+  def loss_fn(params):
+    out, updates = model.apply(model_variables(state, params), inputs, train=True,
+                               mutable=["batch_stats", layers.ACTIVITY_COLLECTION],
+                               rngs={"dropout": dropout_key})
+    parts = task_loss(config, out, labels)
+    return parts["loss"], (parts, out, updates)
+
+  grads, (parts, out, updates) = jax.grad(loss_fn, has_aux=True)(params)
+  return grads, parts, out, updates
+
+
+def sltt_gradients(model: nn.Module, config: ml_collections.ConfigDict, params: Any,
+                   state: TrainState, inputs: Array, labels: Array, dropout_key: Array) -> tuple:
+  """Spatial learning through time: the network runs one time step at a time, each step's
+  loss is backpropagated at once, and no gradient flows through the membrane across steps.
+
+  From "Towards Memory- and Time-Efficient Backpropagation for Training Spiking
+  Neural Networks" (Meng et al., ICCV 2023). With o[t] the logits and L_t the
+  task loss (CE, TET or the SML loss) of step t alone,
+
+      L = (1/T) sum_t L_t(o[t], y),    grad = (1/T) sum_t dL_t/dW |_{v[t-1] held constant}
+
+  i.e. every neuron's membrane v[t-1] enters step t as a constant (the temporal
+  term dv[t]/dv[t-1] of BPTT is dropped; the spatial path through layers and
+  the surrogate at step t is kept). A ``jax.lax.scan`` over t carries the
+  membranes (the ``"membrane"`` collection, :mod:`snnjax.layers`) and the summed
+  gradient, so activation memory is one time step's, independent of T.
+
+  Interactions, which follow from running one step at a time:
+    - BatchNorm normalises each step's batch with that step's statistics (over B,
+      not T*B); the running statistics get one update per train step, with the
+      mean over steps of the per-step statistics.
+    - SML heads read each step's block output (the rate of one step) and the SML
+      loss is taken per step; the reported logits are the mean over steps.
+    - With loss "ce" the loss is the mean of per-step CEs, not the CE of the
+      time-mean logits BPTT uses.
+
+  Returns what :func:`bptt_gradients` returns; per-step metrics are averaged over T.
+  """
+  step_model = model.clone(T=1)
+  mutable = ["batch_stats", layers.ACTIVITY_COLLECTION, layers.MEMBRANE_COLLECTION]
+  sequence = inputs.ndim == 5  # [T, B, H, W, C] frames or a rate code; else a static batch
+
+  def step_loss(params, membrane, x_t):
+    variables = {**model_variables(state, params), layers.MEMBRANE_COLLECTION: membrane}
+    x_t = x_t[None] if sequence else inputs
+    out, updates = step_model.apply(variables, x_t, train=True, mutable=mutable,
+                                    rngs={"dropout": dropout_key})
+    parts = task_loss(config, out, labels)
+    return parts["loss"] / model.T, (parts, out, updates)
+
+  first = inputs[0] if sequence else None
+  shapes = jax.eval_shape(step_loss, params, {}, first)[1][2][layers.MEMBRANE_COLLECTION]
+  at_rest = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+  def one_step(carry, x_t):
+    membrane, grads = carry
+    step_grads, (parts, out, updates) = jax.grad(step_loss, has_aux=True)(params, membrane, x_t)
+    membrane = updates.pop(layers.MEMBRANE_COLLECTION)
+    return (membrane, jax.tree.map(jnp.add, grads, step_grads)), (parts, out, updates)
+
+  zero_grads = jax.tree.map(jnp.zeros_like, params)
+  (_, grads), (parts, outs, updates) = jax.lax.scan(
+      one_step, (at_rest, zero_grads), inputs if sequence else None, length=model.T)
+  over_steps = functools.partial(jax.tree.map, lambda v: jnp.mean(v, axis=0))
+  out = outs.replace(logits=jnp.mean(outs.logits, axis=0), logits_seq=outs.logits_seq[:, 0],
+                     aux_logits=tuple(jnp.mean(a, axis=0) for a in outs.aux_logits))
+  return grads, over_steps(parts), out, over_steps(updates)
+
+
+TEMPORAL_GRADIENTS = {"bptt": bptt_gradients, "sltt": sltt_gradients}
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict, schedule: optax.Schedule,
                     estimator: estimators.Estimator | None = None
                     ) -> Callable[[TrainState, dict], tuple]:
   """A pure train step: forward (train mode, SML heads on), loss, backward, optax update,
   then the surrogate-state update (schedules, chi controller) for the next step.
+
+  The gradient through time is ``config.gradient`` (:data:`TEMPORAL_GRADIENTS`:
+  "bptt", or "sltt" whose memory does not grow with T); the Lipschitz penalty's
+  gradient is added to it.
 
   Metrics: loss and its parts, accuracy of the SNN and of each head, the
   Lipschitz penalty, gradient global norm, learning rate, every neuron layer's
@@ -138,27 +227,21 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   Without one the surrogate parameters stay as initialised.
   """
   lipschitz_weight = config.loss.lipschitz_weight
-
   encoding = config.data.encoding
-
-  def loss_fn(params, state, batch, dropout_key):
-    inputs = encoded_input(batch["image"], model, encoding,
-                           jax.random.fold_in(dropout_key, ENCODING_STREAM))
-    out, updates = model.apply(model_variables(state, params), inputs,
-                               train=True, mutable=["batch_stats", layers.ACTIVITY_COLLECTION],
-                               rngs={"dropout": dropout_key})
-    parts = task_loss(config, out, batch["label"])
-    lipschitz_state = state.lipschitz
-    if lipschitz_weight:
-      penalty, lipschitz_state = losses.lipschitz_penalty(params, state.lipschitz)
-      parts["lipschitz"] = penalty
-      parts["loss"] = parts["loss"] + lipschitz_weight * penalty
-    return parts["loss"], (parts, out, updates, lipschitz_state)
+  task_gradients = TEMPORAL_GRADIENTS[config.get("gradient", "bptt")]
 
   def train_step(state: TrainState, batch: dict[str, Array]):
     dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    grads, (parts, out, updates, lipschitz_state) = jax.grad(loss_fn, has_aux=True)(
-        state.params, state, batch, dropout_key)
+    inputs = encoded_input(batch["image"], model, encoding,
+                           jax.random.fold_in(dropout_key, ENCODING_STREAM))
+    grads, parts, out, updates = task_gradients(model, config, state.params, state, inputs,
+                                                batch["label"], dropout_key)
+    lipschitz_state = state.lipschitz
+    if lipschitz_weight:
+      (penalty, lipschitz_state), penalty_grads = jax.value_and_grad(
+          losses.lipschitz_penalty, has_aux=True)(state.params, state.lipschitz)
+      grads = jax.tree.map(lambda g, p: g + lipschitz_weight * p, grads, penalty_grads)
+      parts = {**parts, "lipschitz": penalty, "loss": parts["loss"] + lipschitz_weight * penalty}
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(
         step=state.step + 1,
