@@ -5,6 +5,8 @@ Rows, for every T in ``--Ts`` (default 1, 2, 4, 8, 16), each in its own process:
     snnjax                 the real snnjax train step, model remat="none"
     snnjax remat=block     the same with remat="block" (each residual block checkpointed)
     snnjax remat=neuron    remat="neuron" (each neuron's scan over T checkpointed)
+    snnjax sltt            config.gradient="sltt": one time step at a time, no gradient
+                           through the membrane across steps (memory independent of T)
     spikingjelly           SpikingJelly, eager PyTorch
 
 Same network and step as ``train_throughput.py`` (ResNet-19, LIF, atan, AdamW),
@@ -39,7 +41,7 @@ from typing import Any
 import common
 
 DEFAULT_OUT = common.HERE / "results" / "memory_vs_T.json"
-VARIANTS = ("none", "block", "neuron", "spikingjelly")
+VARIANTS = ("none", "block", "neuron", "sltt", "spikingjelly")
 MEMORY_KEYS = {"peak RSS": "wait4_maxrss_mb", "RSS during steps": "steady_rss_mb",
                "step working set": "working_set_mb", "XLA temp": "xla_temp_mb",
                "device peak": "device_peak_mb"}
@@ -49,8 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
   p.add_argument("--Ts", default="1,2,4,8,16", help="comma list of time steps")
-  p.add_argument("--variants", default="none,block,spikingjelly",
-                 help=f"comma list from {','.join(VARIANTS)} (none/block/neuron: snnjax's remat)")
+  p.add_argument("--variants", default="none,block,sltt,spikingjelly",
+                 help=f"comma list from {','.join(VARIANTS)} (none/block/neuron: snnjax's remat; "
+                      "sltt: snnjax's SLTT gradient)")
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--width", type=float, default=0.25)
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
@@ -76,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def label(variant: str) -> str:
-  return {"none": "snnjax", "spikingjelly": "spikingjelly"}.get(variant, f"snnjax remat={variant}")
+  return {"none": "snnjax", "spikingjelly": "spikingjelly",
+          "sltt": "snnjax sltt"}.get(variant, f"snnjax remat={variant}")
 
 
 def jobs(args: argparse.Namespace) -> list[common.Job]:
@@ -93,7 +97,8 @@ def jobs(args: argparse.Namespace) -> list[common.Job]:
       spec = common.Spec(framework=framework, T=T, batch=args.batch, width=args.width,
                          dtype=args.dtype, steps=args.steps, warmup=args.warmup,
                          threads=args.threads or common.visible_cores(), device=args.device,
-                         remat=variant if framework == "snnjax" else "none",
+                         remat=variant if variant in ("block", "neuron") else "none",
+                         gradient="sltt" if variant == "sltt" else "bptt",
                          sj_cuda_impl=args.sj_cuda_impl)
       env = {}
       if variant in ("block", "neuron") and args.device == "cpu" and not args.no_remat_xla_flag:

@@ -153,6 +153,15 @@ STUDIES = {s.name: s for s in [
           {"cpu": (937, 3, ()), "gpu": (9370, 3, _gpu())},
           claim="SGS improves accuracy; Lipschitz regularisation improves robustness to noise",
           extras=("noise",)),
+    Study("sltt", "Gradient through time: BPTT vs SLTT on the default config",
+          "configs/fmnist_vgg_sml.py",
+          {"bptt": ("BPTT (default)", ()),
+           "sltt": ("SLTT (one step at a time, memory independent of T)",
+                    ("--config.gradient=sltt",))},
+          (("sltt", "bptt"),),
+          {"cpu": (937, 3, ()), "gpu": (9370, 3, _gpu("--config.sml.head_channels=256"))},
+          claim="SLTT trains to about BPTT's accuracy while its memory does not grow with T "
+                "(Towards Memory- and Time-Efficient Backpropagation for Training SNNs)"),
 ]}
 
 

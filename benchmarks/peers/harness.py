@@ -57,6 +57,7 @@ class Spec:
       XLA's CPU client sizes its pool from the visible cores).
     device: "cpu" or "gpu".
     remat: snnjax only, the model's remat option.
+    gradient: snnjax only, ``config.gradient`` ("bptt" or "sltt").
     sj_cuda_impl: SpikingJelly's CUDA neuron implementation (auto | cuda | triton | torch | cupy = 0.0.0.0.14's CuPy backend).
     spyx_neuron: "hard" (a hard-reset LIF on Spyx's stateful-layer contract) or
       "builtin" (spyx.nn.LIF: soft reset, spike from the previous membrane).
@@ -76,6 +77,7 @@ class Spec:
   threads: int = 0
   device: str = "cpu"
   remat: str = "none"
+  gradient: str = "bptt"
   sj_cuda_impl: str = "auto"
   spyx_neuron: str = "hard"
   lr: float = 1e-3

@@ -39,6 +39,7 @@ def make_config(spec: harness.Spec) -> ml_collections.ConfigDict:
       name="resnet19", T=1 if ann else spec.T, neuron="lif", tau=2.0, decay_input=False,
       v_threshold=1.0, v_reset=0.0, reset="hard", detach_reset=False,
       surrogate="atan(alpha=2.0)", width=spec.width, dtype=spec.dtype, remat=spec.remat))
+  c.gradient = spec.gradient
   if ann:
     c.model.options.spiking = False
   c.data.source = "synthetic"

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from snnjax import conv as conv_lib
 from snnjax import layers, surrogates, validation
 
 Array = jax.Array
@@ -73,6 +74,11 @@ def conv_kernel_init(init: str = "kaiming_fan_out") -> nn.initializers.Initializ
   """The conv weight initialiser named ``init`` (:data:`CONV_INITS`; convs here are bias-free)."""
   validation.check_known("conv init", init, CONV_INITS)
   return conv_init if init == "kaiming_fan_out" else torch_kernel_init
+
+def conv_function(explicit_grads: bool) -> Callable[..., Array] | None:
+  """flax.linen.Conv's ``conv_general_dilated``: None (lax's) or :func:`snnjax.conv.explicit_grad_conv`."""
+  return conv_lib.explicit_grad_conv if explicit_grads else None
+
 
 HEAD_PREFIX = "sml_head_"
 
@@ -174,6 +180,9 @@ class LayerFactory:
       what the released SGS code's convs keep).
     dense_init: "lecun" (Flax's default) or "torch" (PyTorch's nn.Linear default);
       see :func:`dense`.
+    explicit_conv_grads: compute every conv's gradients as explicitly transposed
+      canonical convolutions (:func:`snnjax.conv.explicit_grad_conv`; same values):
+      fast inside loop bodies on XLA:CPU. The SLTT gradient's scan over time sets it.
   """
 
   neuron: str = "lif"
@@ -186,6 +195,7 @@ class LayerFactory:
   remat: str = "none"
   conv_init: str = "kaiming_fan_out"
   dense_init: str = "lecun"
+  explicit_conv_grads: bool = False
 
   def act(self, name: str) -> Callable[[Array], Array]:
     """The activation of a layer: a neuron module scanning over T, or ReLU.
@@ -222,7 +232,8 @@ class LayerFactory:
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                    padding=((pad, pad), (pad, pad)), use_bias=False,
-                   kernel_init=conv_kernel_init(self.conv_init), dtype=self.dtype, name=name)
+                   kernel_init=conv_kernel_init(self.conv_init), dtype=self.dtype, name=name,
+                   conv_general_dilated=conv_function(self.explicit_conv_grads))
 
   def bn(self, train: bool, name: str | None = None, time_axis: bool = True) -> nn.BatchNorm:
     """BatchNorm, scale 1 bias 0 at init, eps 1e-5; batch statistics when train.

@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from snnjax import layers
-from snnjax.models.common import HEAD_PREFIX, adaptive_avg_pool, conv_kernel_init, dense
+from snnjax.models.common import (HEAD_PREFIX, adaptive_avg_pool, conv_function, conv_kernel_init,
+                                  dense)
 
 Array = jax.Array
 
@@ -62,7 +63,7 @@ class SurrogateHead(nn.Module):
   Attributes:
     num_classes, channels (k), hidden (512), dtype, bn_momentum: as above.
     hidden_bias: the FC ``hidden`` layer has a bias.
-    conv_init, dense_init: see :class:`snnjax.models.common.LayerFactory`.
+    conv_init, dense_init, explicit_conv_grads: see :class:`snnjax.models.common.LayerFactory`.
   """
 
   num_classes: int
@@ -73,6 +74,7 @@ class SurrogateHead(nn.Module):
   hidden_bias: bool = True
   conv_init: str = "kaiming_fan_out"
   dense_init: str = "lecun"
+  explicit_conv_grads: bool = False
 
   @nn.compact
   def __call__(self, rate: Array, train: bool) -> Array:
@@ -88,6 +90,7 @@ class SurrogateHead(nn.Module):
       pad = kernel // 2
       x = nn.Conv(k, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                   use_bias=False, kernel_init=conv_kernel_init(self.conv_init), dtype=self.dtype,
+                  conv_general_dilated=conv_function(self.explicit_conv_grads),
                   name=f"{name}_conv")(x)
       return leaky_relu(bn(f"{name}_bn")(x))
 
@@ -117,6 +120,7 @@ def attach(net: Any, index: int, x: Array, train: bool) -> Array | None:
   head = SurrogateHead(net.num_classes, channels=net.head_channels, dtype=net.dtype,
                        bn_momentum=net.bn_momentum, hidden_bias=net.head_bias,
                        conv_init=net.conv_init, dense_init=net.dense_init,
+                       explicit_conv_grads=net.explicit_conv_grads,
                        name=f"{HEAD_PREFIX}{index}")
   return head(layers.time_mean(x), train)
 

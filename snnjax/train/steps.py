@@ -147,6 +147,12 @@ def bptt_gradients(model: nn.Module, config: ml_collections.ConfigDict, params: 
   return grads, parts, out, updates
 
 
+def loop_body_settings(model: nn.Module) -> dict[str, Any]:
+  """Model settings for running it inside ``jax.lax.scan``: explicit canonical conv gradients
+  (:mod:`snnjax.conv`; XLA:CPU's backward convolutions are slow in loop bodies otherwise)."""
+  return {"explicit_conv_grads": True} if hasattr(model, "explicit_conv_grads") else {}
+
+
 def sltt_gradients(model: nn.Module, config: ml_collections.ConfigDict, params: Any,
                    state: TrainState, inputs: Array, labels: Array, dropout_key: Array) -> tuple:
   """Spatial learning through time: the network runs one time step at a time, each step's
@@ -175,7 +181,7 @@ def sltt_gradients(model: nn.Module, config: ml_collections.ConfigDict, params: 
 
   Returns what :func:`bptt_gradients` returns; per-step metrics are averaged over T.
   """
-  step_model = model.clone(T=1)
+  step_model = model.clone(T=1, **loop_body_settings(model))
   mutable = ["batch_stats", layers.ACTIVITY_COLLECTION, layers.MEMBRANE_COLLECTION]
   sequence = inputs.ndim == 5  # [T, B, H, W, C] frames or a rate code; else a static batch
 
