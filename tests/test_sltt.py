@@ -106,3 +106,15 @@ def test_sltt_refuses_per_step_batchnorm():
   config.model.options.bn_per_step = True
   with pytest.raises(ValueError, match="bn_per_step"):
     config_lib.validate(config)
+
+
+def test_frames_are_fed_one_step_at_a_time():
+  """Frames [B, T, H, W, C] that repeat one image take the step the static image takes."""
+  x = jax.random.normal(jax.random.key(3), (8, 8, 8, 1)) + 0.5
+  y = jnp.arange(8) % 10
+  frames = jnp.broadcast_to(x[:, None], (8, 3, 8, 8, 1))
+  config = tiny_config(**{"model.T": 3}, gradient="sltt")
+  static_state, static = _one_train_step(config, x, y)
+  frames_state, framed = _one_train_step(config, frames, y)
+  np.testing.assert_allclose(framed["loss"], static["loss"], rtol=1e-6)
+  assert_trees_close(frames_state.params, static_state.params, atol=1e-6)

@@ -456,3 +456,25 @@ def test_your_own_surrogate_trains_from_the_command_line(tmp_path):
   code, out = finish(run_train(tmp_path / "bad", {**flags, "model.surrogate": "laplase(a=3)"},
                                cwd=tmp_path))
   assert code == 2 and "unknown surrogate 'laplase'; did you mean 'laplace'?" in out, out
+
+
+def test_metric_writer_does_not_import_pytorch(tmp_path):
+  """tensorboardX imports PyTorch when it is installed (1.4 s of a start); snnjax's writer
+  keeps it out, and PyTorch stays importable afterwards."""
+  script = f"""
+import importlib.util, pathlib, sys
+from snnjax.train import metrics
+writer = metrics.MetricWriter(pathlib.Path({str(tmp_path)!r}))
+writer.write("train", 1, {{"loss": 0.5}})
+writer.close()
+assert "torch" not in sys.modules, "tensorboardX imported torch"
+events = list(pathlib.Path({str(tmp_path)!r}, "tensorboard").glob("events*"))
+assert len(events) == 1 and events[0].stat().st_size > 0
+if importlib.util.find_spec("torch") is not None:
+  import torch
+  print("torch", torch.__version__)
+print("ok")
+"""
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().endswith("ok")

@@ -8,10 +8,12 @@ scalars go to TensorBoard under ``<kind>/<name>``. Only process 0 writes.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import pathlib
+import sys
 import time
 from typing import Any
 
@@ -21,6 +23,23 @@ import numpy as np
 from snnjax.train import failures
 
 log = logging.getLogger("snnjax")
+
+
+def tensorboardx(module: str) -> Any:
+  """``tensorboardX.<module>``, imported without PyTorch when PyTorch is not loaded yet.
+
+  tensorboardX imports PyTorch whenever it is installed (1.4 s here), only to
+  accept torch tensors; snnjax writes Python floats. While tensorboardX is first
+  imported, ``import torch`` is made to fail (tensorboardX then falls back to
+  NumPy), and PyTorch stays importable afterwards.
+  """
+  if "torch" in sys.modules or "tensorboardX" in sys.modules:
+    return importlib.import_module(f"tensorboardX.{module}")
+  sys.modules["torch"] = None  # "import torch" raises ImportError while this entry is None
+  try:
+    return importlib.import_module(f"tensorboardX.{module}")
+  finally:
+    del sys.modules["torch"]
 
 
 def to_python(value: Any) -> Any:
@@ -77,8 +96,7 @@ class MetricWriter:
     with failures.reported_as_write_failure("metrics", self.path, OSError):
       self._file.write(json.dumps(record) + "\n")
       self._file.flush()
-    from tensorboardX import summary  # pylint: disable=import-outside-toplevel  # 1.4 s import
-    from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+    summary, event_pb2 = tensorboardx("summary"), tensorboardx("proto.event_pb2")
     summaries = [summary.scalar(f"{kind}/{name}", value)
                  for name, value in record.items()
                  if isinstance(value, (int, float)) and name != "step"]
@@ -103,8 +121,7 @@ class MetricWriter:
 
 def _events_writer(folder: pathlib.Path, purge_step: int):
   """A synchronous TensorBoard event file whose first event discards older events >= purge_step."""
-  from tensorboardX import event_file_writer  # pylint: disable=import-outside-toplevel
-  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  event_file_writer, event_pb2 = tensorboardx("event_file_writer"), tensorboardx("proto.event_pb2")
   folder.mkdir(parents=True, exist_ok=True)
   writer = event_file_writer.EventsWriter(  # a unique name: one file per run start
       str(folder / "events"), filename_suffix=f".{os.getpid()}.{time.time_ns()}")
