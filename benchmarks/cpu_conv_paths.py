@@ -38,14 +38,30 @@ FLAG_SETS = {
 
 
 def conv_shapes(width: float, rows: int) -> list[dict]:
-  """(name, N, H, W, C_in, C_out, stride) of ResNet-19's distinct 3x3 convolutions."""
+  """(name, N, H, W, C_in, C_out, stride) of ResNet-19's distinct 3x3 convolutions, and
+  ``count``, how often each occurs in the network (stem 1; 3 blocks of 128: 6; 3 of 256:
+  one strided + 5; 2 of 512: one strided + 3)."""
   scale = lambda c: max(1, int(round(c * width)))
-  return [dict(name="stem", n=rows, hw=32, cin=3, cout=scale(128), stride=1),
-          dict(name="stage1", n=rows, hw=32, cin=scale(128), cout=scale(128), stride=1),
-          dict(name="stage2_down", n=rows, hw=32, cin=scale(128), cout=scale(256), stride=2),
-          dict(name="stage2", n=rows, hw=16, cin=scale(256), cout=scale(256), stride=1),
-          dict(name="stage3_down", n=rows, hw=16, cin=scale(256), cout=scale(512), stride=2),
-          dict(name="stage3", n=rows, hw=8, cin=scale(512), cout=scale(512), stride=1)]
+  return [dict(name="stem", n=rows, hw=32, cin=3, cout=scale(128), stride=1, count=1),
+          dict(name="stage1", n=rows, hw=32, cin=scale(128), cout=scale(128), stride=1, count=6),
+          dict(name="stage2_down", n=rows, hw=32, cin=scale(128), cout=scale(256), stride=2,
+               count=1),
+          dict(name="stage2", n=rows, hw=16, cin=scale(256), cout=scale(256), stride=1, count=5),
+          dict(name="stage3_down", n=rows, hw=16, cin=scale(256), cout=scale(512), stride=2,
+               count=1),
+          dict(name="stage3", n=rows, hw=8, cin=scale(512), cout=scale(512), stride=1, count=3)]
+
+
+def convs_per_step_seconds(ops: dict, width: float, rows: int) -> float:
+  """The 3x3 convolutions of one training step, each timed alone: sum over ResNet-19's
+  convolutions of count * (forward + dW + dX), without the stem's dX (the image needs
+  no gradient). The two 1x1 shortcut convolutions are not counted."""
+  total = 0.0
+  for shape in conv_shapes(width, rows):
+    op = ops[shape["name"]]
+    backward = op["d_weight"] + (0.0 if shape["name"] == "stem" else op["d_input"])
+    total += shape["count"] * (op["forward"] + backward)
+  return total
 
 
 def _median_seconds(fn, warmup: int, repeats: int) -> float:
@@ -200,6 +216,11 @@ def main(argv=None) -> int:
   for name, path in results["paths"].items():
     if name not in ("default", "torch") and "loss" in path and "loss" in reference:
       path["agreement_with_default"] = _agreement(reference, path)
+    if "ops" in path:
+      path["convs_per_step_seconds"] = convs_per_step_seconds(path["ops"], args.width,
+                                                              args.T * args.batch)
+    if "step_seconds" in path:
+      path["step_over_convs"] = path["step_seconds"] / path["convs_per_step_seconds"]
   results["load_average_after"] = os.getloadavg()
   for path in results["paths"].values():
     path.pop("grad_leaves", None)
