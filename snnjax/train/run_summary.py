@@ -72,7 +72,7 @@ def schedule_line(config: ml_collections.ConfigDict, steps_per_epoch: int, total
   this_run = (f"steps {start_step + 1:,} to {run_steps:,}" if start_step < run_steps
               else f"nothing left to train (step {start_step:,} of {run_steps:,})")
   epochs = total_steps / steps_per_epoch
-  gradient = "" if config.get("gradient", "bptt") == "bptt" else f", gradient {config.gradient}"
+  gradient = "" if config.gradient == "bptt" else f", gradient {config.gradient}"
   return (f"{total_steps:,} steps = {epochs:.4g} epoch{'' if epochs == 1 else 's'}; {o.name} lr "
           f"{o.learning_rate:g} {o.schedule}{gradient}; this run: {this_run}")
 

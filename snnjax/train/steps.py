@@ -125,10 +125,6 @@ def all_finite(tree: Any) -> Array:
   return jnp.all(jnp.stack(flags)).astype(jnp.float32) if flags else jnp.float32(1)
 
 
-#: How the gradient reaches the weights through time (``config.gradient``).
-GRADIENTS = ("bptt", "sltt")
-
-
 def bptt_gradients(model: nn.Module, config: ml_collections.ConfigDict, params: Any,
                    state: TrainState, inputs: Array, labels: Array, dropout_key: Array) -> tuple:
   """Backpropagation through time: the gradient of the task loss over all T steps at once.
@@ -212,7 +208,9 @@ def sltt_gradients(model: nn.Module, config: ml_collections.ConfigDict, params: 
   return grads, over_steps(parts), out, over_steps(updates)
 
 
+#: How the gradient reaches the weights through time: ``config.gradient`` -> its function.
 TEMPORAL_GRADIENTS = {"bptt": bptt_gradients, "sltt": sltt_gradients}
+GRADIENTS = tuple(TEMPORAL_GRADIENTS)
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
@@ -234,7 +232,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   """
   lipschitz_weight = config.loss.lipschitz_weight
   encoding = config.data.encoding
-  task_gradients = TEMPORAL_GRADIENTS[config.get("gradient", "bptt")]
+  task_gradients = TEMPORAL_GRADIENTS[config.gradient]
 
   def train_step(state: TrainState, batch: dict[str, Array]):
     dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
