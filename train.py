@@ -157,4 +157,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from snnjax import host_memory
+  host_memory.reexec_with_huge_pages()
   app.run(main, flags_parser=parse_flags)

@@ -26,6 +26,7 @@ PEERS = HERE / "peers"
 sys.path.insert(0, str(PEERS))
 
 import harness  # noqa: E402  (stdlib-only, shared with the children)
+from snnjax import host_memory  # noqa: E402  (stdlib-only too)
 
 Spec = harness.Spec
 
@@ -109,9 +110,24 @@ def run_command(command: list[str], log: pathlib.Path, env: dict[str, str],
   return result
 
 
+def host_malloc_env(environ: dict[str, str] = os.environ) -> dict[str, str]:
+  """The $GLIBC_TUNABLES that train.py would restart itself with (snnjax.host_memory), or {}.
+
+  Every child gets it, whatever its framework: all rows run on the same malloc,
+  the one snnjax's users train with. ``SNNJAX_HUGE_PAGES=0`` turns it off for all.
+  """
+  if not host_memory.should_reexec(environ, host_memory.thp_mode(), host_memory.glibc_version()):
+    return {}
+  return {"GLIBC_TUNABLES": host_memory.with_tunable(environ)["GLIBC_TUNABLES"]}
+
+
 def run_job(job: Job, timeout: float = 900.0, verbose: bool = True) -> dict[str, Any]:
-  """Runs one row in a fresh process; returns its record (with ``ok`` and maybe ``error``)."""
+  """Runs one row in a fresh process; returns its record (with ``ok`` and maybe ``error``).
+
+  The child's environment is this process's, then :func:`host_malloc_env`, then ``job.env``.
+  """
   spec = job.spec
+  env = {**host_malloc_env(), **job.env}
   label = job.label or spec.framework
   base = {"spec": dataclasses.asdict(spec), "label": label, "ok": False}
   if job.python is None:
@@ -124,10 +140,10 @@ def run_job(job: Job, timeout: float = 900.0, verbose: bool = True) -> dict[str,
     if verbose:
       print(f"[{label}] T={spec.T} B={spec.batch} width={spec.width} {spec.dtype} ...",
             file=sys.stderr, flush=True)
-    run = run_command(command, log, job.env, timeout)
+    run = run_command(command, log, env, timeout)
     record = json.loads(out.read_text()) if out.exists() else dict(base)
     record.update(label=label, wall_s=run["wall_s"], exit_code=run["exit_code"],
-                  wait4_maxrss_mb=run["wait4_maxrss_mb"], env=job.env)
+                  wait4_maxrss_mb=run["wait4_maxrss_mb"], env=env)
     if "error" in run and (record.get("ok") or run["error"].startswith("timed out")):
       record.update(ok=False, error=run["error"])
     if not record.get("ok"):

@@ -169,6 +169,26 @@ def maxrss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def steal_s() -> float | None:
+  """CPU time the hypervisor gave to other guests since boot, all cores (Linux /proc/stat), s."""
+  try:
+    with open("/proc/stat") as f:
+      return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def per_step_usage(before: Any, after: Any, steal_before: float | None,
+                   steal_after: float | None, steps: int) -> dict[str, float | None]:
+  """Per timed step: minor page faults, user and kernel CPU seconds of this process, and
+  the machine's steal time (another guest's use of these cores; None off Linux)."""
+  stolen = None if steal_before is None or steal_after is None else steal_after - steal_before
+  return {"minor_faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
+          "user_s_per_step": (after.ru_utime - before.ru_utime) / steps,
+          "sys_s_per_step": (after.ru_stime - before.ru_stime) / steps,
+          "steal_s_per_step": None if stolen is None else stolen / steps}
+
+
 def hardware() -> dict[str, Any]:
   """CPU model, visible cores and memory of this machine."""
   cpu = platform.processor() or ""
@@ -204,11 +224,14 @@ def measure(bench: Any, spec: Spec) -> dict[str, Any]:
   hwm_reset = reset_hwm()
   bench.reset_peak()
   times = []
+  usage, steal = resource.getrusage(resource.RUSAGE_SELF), steal_s()
   for _ in range(spec.steps):
     t = time.perf_counter()
     bench.step()
     times.append(time.perf_counter() - t)
   median = statistics.median(times)
+  per_step = per_step_usage(usage, resource.getrusage(resource.RUSAGE_SELF), steal, steal_s(),
+                            spec.steps)
   return {
       "n_params": int(bench.n_params),
       "compile_s": compile_s,
@@ -221,6 +244,7 @@ def measure(bench: Any, spec: Spec) -> dict[str, Any]:
       "steady_rss_mb": hwm_mb() if hwm_reset else None,
       "rss_before_steps_mb": before_steps,
       "heap_trimmed": trimmed,
+      **per_step,
   }
 
 

@@ -1,7 +1,7 @@
 """What a run says at its start: a short block naming what runs, where, on what.
 
     run       fresh start in /runs/fmnist (checkpoints in /runs/fmnist/checkpoints)
-    devices   1 x cpu (TFRT_CPU_0 ...), 1 process; mesh data=1
+    devices   1 x cpu, 1 process; mesh data=1; host malloc on huge pages
     model     vgg_small width 0.125, T=4, lif neurons, surrogate atan(alpha=2.0), float32
     params    46,650 in the SNN + 164,362 in 1 SML head (trained, dropped at deployment)
     data      fashion_mnist_idx: train 60,000 (937 steps/epoch at batch 64), eval 'test' 10,000
@@ -20,6 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from snnjax import host_memory
 from snnjax.models import surrogate_module
 
 
@@ -39,8 +40,9 @@ def devices_line(mesh) -> str:
   processes = jax.process_count()
   backend = jax.default_backend()
   kind = ", ".join(kinds) if kinds == [backend] else f"{', '.join(kinds)} ({backend})"
+  malloc = "; host malloc on huge pages" if host_memory.active() else ""
   return (f"{len(devices)} x {kind}, {processes} process{'es' if processes > 1 else ''}; "
-          f"mesh {shape}")
+          f"mesh {shape}{malloc}")
 
 
 def model_line(model_config: ml_collections.ConfigDict) -> str:
