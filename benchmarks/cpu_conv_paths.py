@@ -27,6 +27,9 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402  (standard library only)
 
 #: Flag sets compared (name -> $XLA_FLAGS); "default" is XLA's own choice.
 FLAG_SETS = {
@@ -164,7 +167,7 @@ def run_torch(args) -> dict:
 
 
 def _child(kind: str, flags: str, args) -> dict:
-  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+  env = {**os.environ, **common.host_malloc_env(), "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
   command = [sys.executable, __file__, "--child", kind, "--width", str(args.width), "--T",
              str(args.T), "--batch", str(args.batch), "--warmup", str(args.warmup),
              "--repeats", str(args.repeats)]

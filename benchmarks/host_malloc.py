@@ -23,7 +23,7 @@ import sys
 
 import common
 
-DEFAULT_OUT = common.HERE.parent / "docs" / "results" / "host_malloc.json"
+DEFAULT_OUT = common.HERE / "results" / "host_malloc.json"
 MODES = ("4 KiB pages", "huge pages")
 
 
