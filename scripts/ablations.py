@@ -36,6 +36,7 @@ import json
 import math
 import pathlib
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -321,6 +322,23 @@ def noise_summary(plan: Plan, noise: dict[tuple[str, int], dict]) -> dict[str, A
   return out
 
 
+def tail_change(curve: list[tuple[int, float]], fraction: float = 0.1) -> float | None:
+  """How much a training curve still moved at its end: mean(last) / mean(before) - 1.
+
+  last: the values logged in the final ``fraction`` of the steps, (1 - f) S < step <= S;
+  before: the fraction ahead of it, (1 - 2f) S < step <= (1 - f) S. Negative while
+  the loss still falls; None when either window holds no value.
+  """
+  if not curve:
+    return None
+  final = curve[-1][0]
+  window = lambda lo, hi: [v for step, v in curve if lo * final < step <= hi * final]
+  last, before = window(1 - fraction, 1.0), window(1 - 2 * fraction, 1 - fraction)
+  if not last or not before or not statistics.fmean(before):
+    return None
+  return float(statistics.fmean(last) / statistics.fmean(before) - 1)
+
+
 # --- Reports ----------------------------------------------------------------------------------
 
 
@@ -364,6 +382,7 @@ def markdown(plan: Plan, rows: list[dict[str, Any]], summary: dict[str, Any], co
             "| cell | reference | n | mean | 95% interval | cell better |",
             "|---|---|---:|---:|---|---:|"]
   lines += [_pair_row(p, labels) for p in summary["pairs"]]
+  lines += plateau_markdown(plan, labels, seeds)
   if "noise" in extras:
     lines += noise_markdown(plan, extras["noise"], labels)
   if "probe" in extras:
@@ -378,6 +397,27 @@ def markdown(plan: Plan, rows: list[dict[str, Any]], summary: dict[str, Any], co
             "between runs).", "", "## Hardware", "",
             *[f"- {k}: {v}" for k, v in hw.items()], ""]
   return "\n".join(lines)
+
+
+def plateau_markdown(plan: Plan, labels: dict[str, str], seeds: list[int]) -> list[str]:
+  """Per cell: the SNN's training CE at the end and how much it moved in the last tenth."""
+  lines = ["", "## Training loss at the end (has it levelled off?)", "",
+           "The SNN's training cross-entropy averaged over the last tenth of the steps, and its "
+           "change against the tenth before (:func:`tail_change`; negative: still falling).", "",
+           "| cell | final-tenth CE (mean) | change, mean | change per seed |",
+           "|---|---:|---:|---|"]
+  for c in plan.cells:
+    curves = {s: train_curve(plan.workdir(c, s)) for s in seeds}
+    changes = {s: tail_change(cv) for s, cv in curves.items()}
+    known = [v for v in changes.values() if v is not None]
+    finals = [statistics.fmean([v for step, v in cv if step > 0.9 * cv[-1][0]]) for cv in curves.values()
+              if cv]
+    change = lambda v: "-" if v is None else f"{100 * v:+.1f} %"
+    lines.append(f"| {labels[c]} | "
+                 + (f"{statistics.fmean(finals):.4f}" if finals else "-") + " | "
+                 + change(statistics.fmean(known) if known else None) + " | "
+                 + ", ".join(change(changes[s]) for s in seeds) + " |")
+  return lines
 
 
 def noise_markdown(plan: Plan, noise: dict[str, Any], labels: dict[str, str]) -> list[str]:

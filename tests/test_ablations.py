@@ -98,6 +98,8 @@ def test_the_driver_trains_a_two_cell_grid_resumably_and_reports_it(tmp_path, mo
   table = (out / "tiny.md").read_text()
   assert f"| SML head | no head | 2 | {100 * pair['mean']:+.2f} |" in table
   assert "Accuracy under input noise" in table
+  assert "## Training loss at the end (has it levelled off?)" in table
+  assert table.count("| SML head | ") == 3    # accuracy, paired difference, training loss
   for png in ("tiny.png", "tiny_noise.png"):
     pixels = np.asarray(Image.open(out / png).convert("L"))
     assert pixels.std() > 0, png
@@ -123,3 +125,12 @@ def test_an_unknown_cell_is_one_line_and_exit_2(capsys):
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert "unknown cell 'nosml'" in err and "no_sml" in err
+
+
+def test_tail_change_compares_the_last_tenth_with_the_tenth_before():
+  falling = [(s, 2.0 - s / 100) for s in range(10, 101, 10)]   # 1.9, 1.8, ..., 1.0
+  assert ablations.tail_change(falling) == pytest.approx(1.0 / 1.1 - 1)
+  flat = [(s, 0.5) for s in range(25, 3001, 25)]
+  assert ablations.tail_change(flat) == 0.0
+  assert ablations.tail_change([(100, 1.0)]) is None       # nothing in the tenth before
+  assert ablations.tail_change([]) is None
