@@ -403,7 +403,9 @@ def plateau_markdown(plan: Plan, labels: dict[str, str], seeds: list[int]) -> li
   """Per cell: the SNN's training CE at the end and how much it moved in the last tenth."""
   lines = ["", "## Training loss at the end (has it levelled off?)", "",
            "The SNN's training cross-entropy averaged over the last tenth of the steps, and its "
-           "change against the tenth before (:func:`tail_change`; negative: still falling).", "",
+           "change against the tenth before (`tail_change` in scripts/ablations.py; negative: "
+           "still falling). Each logged point is a mean over one logging interval, so single "
+           "seeds move by a few percent either way.", "",
            "| cell | final-tenth CE (mean) | change, mean | change per seed |",
            "|---|---:|---:|---|"]
   for c in plan.cells:
