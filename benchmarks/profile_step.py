@@ -159,4 +159,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  from snnjax import host_memory
+  host_memory.reexec_with_huge_pages()   # the malloc train.py runs on
   sys.exit(main())
