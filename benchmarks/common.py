@@ -1,6 +1,7 @@
 """What the benchmark drivers share: running one row in its own process, tables, versions.
 
-Standard library only: the drivers import no framework, so every framework
+Standard library only (and snnjax.host_memory, which is too): the drivers
+import no framework, so every framework
 starts in a fresh process of its own (its memory is its own, and one peer
 cannot slow or break another). Each child is a script in ``benchmarks/peers``
 run as ``python SCRIPT --spec JSON --out FILE``; the parent reads the child's
