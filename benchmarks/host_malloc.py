@@ -29,8 +29,8 @@ MODES = ("4 KiB pages", "huge pages")
 
 def small_pages_env() -> dict[str, str]:
   """A child environment without glibc.malloc.hugetlb (and with train.py's restart off)."""
-  kept = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":")
-          if t and t.split("=")[0] != common.host_memory.TUNABLE]
+  kept = [t for t in common.host_memory.tunables(os.environ)
+          if t.split("=")[0] != common.host_memory.TUNABLE]
   return {"GLIBC_TUNABLES": ":".join(kept), common.host_memory.OPT_OUT: "0"}
 
 

@@ -322,6 +322,12 @@ def noise_summary(plan: Plan, noise: dict[tuple[str, int], dict]) -> dict[str, A
   return out
 
 
+def curve_window(curve: list[tuple[int, float]], lo: float, hi: float) -> list[float]:
+  """The values logged at lo * S < step <= hi * S, S the curve's last step ([] if empty)."""
+  final = curve[-1][0] if curve else 0
+  return [v for step, v in curve if lo * final < step <= hi * final]
+
+
 def tail_change(curve: list[tuple[int, float]], fraction: float = 0.1) -> float | None:
   """How much a training curve still moved at its end: mean(last) / mean(before) - 1.
 
@@ -329,11 +335,8 @@ def tail_change(curve: list[tuple[int, float]], fraction: float = 0.1) -> float 
   before: the fraction ahead of it, (1 - 2f) S < step <= (1 - f) S. Negative while
   the loss still falls; None when either window holds no value.
   """
-  if not curve:
-    return None
-  final = curve[-1][0]
-  window = lambda lo, hi: [v for step, v in curve if lo * final < step <= hi * final]
-  last, before = window(1 - fraction, 1.0), window(1 - 2 * fraction, 1 - fraction)
+  last = curve_window(curve, 1 - fraction, 1.0)
+  before = curve_window(curve, 1 - 2 * fraction, 1 - fraction)
   if not last or not before or not statistics.fmean(before):
     return None
   return float(statistics.fmean(last) / statistics.fmean(before) - 1)
@@ -412,8 +415,7 @@ def plateau_markdown(plan: Plan, labels: dict[str, str], seeds: list[int]) -> li
     curves = {s: train_curve(plan.workdir(c, s)) for s in seeds}
     changes = {s: tail_change(cv) for s, cv in curves.items()}
     known = [v for v in changes.values() if v is not None]
-    finals = [statistics.fmean([v for step, v in cv if step > 0.9 * cv[-1][0]]) for cv in curves.values()
-              if cv]
+    finals = [statistics.fmean(curve_window(cv, 0.9, 1.0)) for cv in curves.values() if cv]
     change = lambda v: "-" if v is None else f"{100 * v:+.1f} %"
     lines.append(f"| {labels[c]} | "
                  + (f"{statistics.fmean(finals):.4f}" if finals else "-") + " | "

@@ -29,6 +29,7 @@ TUNABLE = "glibc.malloc.hugetlb"
 THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
 OPT_OUT = "SNNJAX_HUGE_PAGES"
 MIN_GLIBC = (2, 35)   # the first glibc with glibc.malloc.hugetlb
+THP_MODES = ("madvise", "always")   # the kernel modes in which malloc's madvise takes effect
 
 
 def thp_mode(path: str = THP_SETTING) -> str:
@@ -54,29 +55,31 @@ def glibc_version() -> tuple[int, int] | None:
     return None
 
 
+def tunables(environ: Mapping[str, str]) -> list[str]:
+  """The ``name=value`` items of $GLIBC_TUNABLES in ``environ`` (":"-separated)."""
+  return [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
+
+
 def requested(environ: Mapping[str, str]) -> bool:
   """Whether $GLIBC_TUNABLES in ``environ`` sets glibc.malloc.hugetlb (to any value)."""
-  return any(item.split("=")[0] == TUNABLE
-             for item in environ.get("GLIBC_TUNABLES", "").split(":"))
+  return any(item.split("=")[0] == TUNABLE for item in tunables(environ))
 
 
 def should_reexec(environ: Mapping[str, str], mode: str,
                   glibc: tuple[int, int] | None) -> bool:
   """Whether a process started with ``environ`` gains from restarting with the tunable."""
   return (environ.get(OPT_OUT, "1") != "0" and not requested(environ)
-          and mode in ("madvise", "always") and glibc is not None and glibc >= MIN_GLIBC)
+          and mode in THP_MODES and glibc is not None and glibc >= MIN_GLIBC)
 
 
 def with_tunable(environ: Mapping[str, str]) -> dict[str, str]:
   """A copy of ``environ`` whose $GLIBC_TUNABLES also holds glibc.malloc.hugetlb=1."""
-  tunables = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
-  return {**environ, "GLIBC_TUNABLES": ":".join([*tunables, f"{TUNABLE}=1"])}
+  return {**environ, "GLIBC_TUNABLES": ":".join([*tunables(environ), f"{TUNABLE}=1"])}
 
 
 def active(environ: Mapping[str, str] = os.environ) -> bool:
   """Whether this process's malloc uses transparent huge pages (for the run summary)."""
-  tunables = environ.get("GLIBC_TUNABLES", "").split(":")
-  return f"{TUNABLE}=1" in tunables and thp_mode() in ("madvise", "always")
+  return f"{TUNABLE}=1" in tunables(environ) and thp_mode() in THP_MODES
 
 
 def reexec_with_huge_pages(argv: Sequence[str] | None = None) -> None:

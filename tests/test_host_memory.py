@@ -13,7 +13,7 @@ from snnjax import host_memory
 
 GLIBC = host_memory.glibc_version()
 MODE = host_memory.thp_mode()
-USABLE = GLIBC is not None and GLIBC >= host_memory.MIN_GLIBC and MODE in ("madvise", "always")
+USABLE = GLIBC is not None and GLIBC >= host_memory.MIN_GLIBC and MODE in host_memory.THP_MODES
 needs_huge_pages = pytest.mark.skipif(
     not USABLE, reason=f"needs glibc >= 2.35 and transparent huge pages (glibc {GLIBC}, "
                        f"THP mode {MODE!r})")
