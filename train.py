@@ -142,7 +142,7 @@ def main(argv):
       result = loop.train_and_evaluate(config, _WORKDIR.value,
                                        allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   except (ValueError, OSError, loop.NonFiniteLossError, loop.WorkdirBusyError,
-          workdir_lock.WorkdirLockedError) as e:
+          workdir_lock.WorkdirLockedError, workdir_lock.WorkdirLockLostError) as e:
     if os.environ.get("SNNJAX_TRACEBACK"):
       raise
     fail(str(e))

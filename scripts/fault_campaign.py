@@ -1,4 +1,4 @@
-"""Fault campaign for train.py: preemption, kills, a full disk, two writers, corruption, NaN.
+"""Fault campaign for train.py: preemption, kills, a full disk, two writers, a lost lock, corruption, NaN.
 
 Runs real train.py processes on tiny models and injects real faults (signals,
 a full tmpfs, a second process, a flipped bit), then prints one row per case
@@ -20,6 +20,10 @@ Cases:
                   with one "no space left on device" line; the last committed checkpoint restores.
     two_writers   a second run on a busy workdir is refused naming the holder; the first run
                   ends bit-identical to the reference.
+    lock_taken    a paused run whose lock another host's run took over: after SIGCONT it
+                  stops with exit 2 and one error line naming the new holder, writes no
+                  checkpoint or metrics row past the step it was paused at, and leaves the
+                  new holder's lock in place.
     config_change resume with another T and neuron: refused, the differing keys listed,
                   config.json unchanged; with --allow_config_change it runs and keeps the old
                   config.json in config_history/.
@@ -414,6 +418,39 @@ def case_two_writers(h: Harness) -> Row:
              f"first exit {first.returncode}, bit-identical={identical}", passed)
 
 
+def case_lock_taken(h: Harness) -> Row:
+  """The lock of a paused run replaced by another host's, as a takeover after missed heartbeats."""
+  from snnjax.train import workdir_lock
+  workdir = h.root / "lock_taken"
+  process, log = h.start(h.train_command(workdir), "lock_taken")
+  target = h.preset.checkpoint_every + 3
+  reached = wait_for(lambda: any(s >= target for s in train_steps(workdir)) or
+                     process.poll() is not None, 300)
+  running = process.poll() is None
+  os.killpg(process.pid, signal.SIGSTOP)
+  paused_at = max(train_steps(workdir), default=0)
+  other = workdir_lock.LockRecord(pid=4242, host="another-host", started="2026-01-01T00:00:00+00:00")
+  (workdir / "lock").write_text(other.to_json())
+  os.killpg(process.pid, signal.SIGCONT)
+  process.wait(timeout=300)
+  out = log.read_text()
+  errors = error_lines(out)
+  rows, saved = train_steps(workdir), committed_steps(workdir)
+  log_every = h.preset.flags()["log_every_steps"]
+  # A flush that had passed its check when the run was paused may still write its row.
+  no_rows_after = max(rows, default=0) <= paused_at + log_every
+  no_saves_after = max(saved, default=0) <= paused_at
+  kept = workdir_lock.parse_record((workdir / "lock").read_bytes()) == other
+  passed = (reached and running and process.returncode == 2 and len(errors) == 1
+            and "another-host" in errors[0] and "Traceback" not in out and no_rows_after
+            and no_saves_after and kept)
+  return Row("lock_taken", "exit 2, one error naming the new holder, no checkpoint past the "
+             "paused step, no row past the next log step, the new lock kept",
+             f"exit {process.returncode}: {errors[0][:120] if errors else out[-200:]!r}; paused at "
+             f"step {paused_at}, last row {max(rows, default=0)}, checkpoints {saved}, "
+             f"new lock kept={kept}", passed)
+
+
 def case_config_change(h: Harness) -> Row:
   workdir = h.copy_of_reference("config_change")
   before = (workdir / "config.json").read_bytes()
@@ -511,7 +548,8 @@ def case_bad_input(h: Harness) -> Row:
 
 
 CASES = {"sigterm": case_sigterm, "sigterm_job": case_sigterm_job, "sigkill": case_sigkill, "disk_full": case_disk_full,
-         "two_writers": case_two_writers, "config_change": case_config_change,
+         "two_writers": case_two_writers, "lock_taken": case_lock_taken,
+         "config_change": case_config_change,
          "bit_flip": case_bit_flip, "nan": case_nan, "bad_input": case_bad_input}
 
 

@@ -37,7 +37,7 @@ def _can_mount_tmpfs(tmp_path) -> bool:
   return True
 
 
-@pytest.mark.parametrize("case", ["sigterm", "sigterm_job", "sigkill", "two_writers",
+@pytest.mark.parametrize("case", ["sigterm", "sigterm_job", "sigkill", "two_writers", "lock_taken",
                                   "config_change", "bit_flip", "nan", "bad_input"])
 def test_fault_case(harness, case):
   row = campaign.run_case(case, harness, seed=0)

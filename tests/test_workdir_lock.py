@@ -218,11 +218,20 @@ def test_release_never_deletes_another_holders_lock(tmp_path, caplog):
   path = _write_lock(tmp_path, other)
   with caplog.at_level(logging.WARNING, logger=LOGGER):
     assert not lock.heartbeat(force=True)
+    assert lock.current_holder() == workdir_lock.parse_record(path.read_bytes())
     lock.release()
     lock.release()
   assert json.loads(path.read_text()) == other
   assert "no longer held by this run" in _warnings(caplog)
-  assert "Not removing" in _warnings(caplog)
+  assert "Not removing" not in _warnings(caplog)   # said once, by the heartbeat
+
+
+def test_release_without_a_heartbeat_says_it_leaves_the_other_lock(tmp_path, caplog):
+  lock = workdir_lock.acquire(tmp_path)
+  path = _write_lock(tmp_path, _record(pid=4242, host="elsewhere.example"))
+  with caplog.at_level(logging.WARNING, logger=LOGGER):
+    lock.release()
+  assert path.exists() and "Not removing" in _warnings(caplog)
 
 
 def test_release_removes_own_lock_and_context_manager(tmp_path):

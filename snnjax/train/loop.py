@@ -7,7 +7,8 @@ with the data iterator where it was, so it reaches the same parameters as an
 uninterrupted run.
 
 What keeps a run whole on a cluster (docs/FAULTS.md): process 0 holds
-``WORKDIR/lock`` (:mod:`snnjax.train.workdir_lock`); a resume must keep the
+``WORKDIR/lock`` (:mod:`snnjax.train.workdir_lock`) and stops before its next
+write if another run took that over; a resume must keep the
 config's meaning (:func:`snnjax.train.config.check_resume_config`); SIGTERM or
 SIGINT ends the run after a checkpoint of the step reached
 (:mod:`snnjax.train.preemption`); a failed write of a checkpoint, metrics or
@@ -224,6 +225,25 @@ def _lock_workdir(workdir: pathlib.Path) -> workdir_lock.WorkdirLock | None:
   return lock
 
 
+def _ensure_workdir_held(lock: workdir_lock.WorkdirLock | None, step: int) -> None:
+  """Called before every write to the workdir; refreshes process 0's heartbeat.
+
+  Raises WorkdirLockLostError on every process once process 0's lock file no
+  longer holds its record (another run took the workdir over, or the lock was
+  deleted), so that nothing more is written over the other run's files.
+  """
+  held = lock.heartbeat(force=True) if lock is not None else True
+  if jax.process_count() > 1:
+    held = bool(multihost_utils.broadcast_one_to_all(np.int32(held)))
+  if held:
+    return
+  if lock is None:
+    raise workdir_lock.WorkdirLockLostError(
+        f"process 0 lost the workdir lock; stopped at step {step} without writing")
+  raise workdir_lock.WorkdirLockLostError(
+      workdir_lock.lost_message(lock.path, lock.current_holder(), step))
+
+
 def _check_config_identity(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                            allow_config_change: bool) -> None:
   """On resume: ``config`` must mean what the checkpoints' config.json says (ValueError if not)."""
@@ -286,6 +306,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     WorkdirLockedError: another live run holds ``workdir``.
     WriteFailure: a checkpoint, metrics or TensorBoard write failed (disk full, ...).
     NonFiniteLossError: the loss or the state became NaN/inf.
+    WorkdirLockLostError: another run took ``workdir`` over (or its lock was
+      deleted) while this one trained; nothing more was written.
   """
   workdir = pathlib.Path(workdir).absolute()
   experiment = prepare(config, workdir)
@@ -349,6 +371,7 @@ def _train(experiment: Experiment, workdir: pathlib.Path, allow_config_change: b
     if not pending:
       return
     fetched = jax.device_get(pending)
+    _ensure_workdir_held(lock, step)
     bad = _first_bad_step(fetched, window_step + 1)
     if bad is not None:
       raise _stop_on_divergence(checkpointer, *bad, checkpoints)
@@ -358,8 +381,6 @@ def _train(experiment: Experiment, workdir: pathlib.Path, allow_config_change: b
     means["images_per_s"] = (step - window_step) * config.batch_size / max(elapsed, 1e-9)
     means["epoch"] = step / train_data.steps_per_epoch
     writer.write("train", step, means)
-    if lock is not None:
-      lock.heartbeat()
     bar.update(len(in_flight))  # device_get waited for them
     in_flight.clear()
     bar.set_postfix(bar_fields(means))
@@ -370,6 +391,7 @@ def _train(experiment: Experiment, workdir: pathlib.Path, allow_config_change: b
                                         checkpoints)
 
   def save(**kwargs):
+    _ensure_workdir_held(lock, step)
     with checkpoint_writes():
       checkpointer.save(step, state, data_state=train_data.get_state(), **kwargs)
 
@@ -400,6 +422,7 @@ def _train(experiment: Experiment, workdir: pathlib.Path, allow_config_change: b
         last_eval = evaluate(eval_step, state, test_data.dataset, mesh,
                              test_data.steps_per_epoch, bar_enabled and console.on_terminal())
         last_eval["epoch"] = step / train_data.steps_per_epoch
+        _ensure_workdir_held(lock, step)
         writer.write("eval", step, last_eval)
         announce(f"step {step}: test accuracy {last_eval['test_accuracy']:.4f}, test loss "
                  f"{last_eval['test_loss']:.4f} ({test_data.num_examples:,} examples, "

@@ -60,7 +60,9 @@ Not guaranteed:
   less often than every ``stale_after_s`` (a long compile, evaluation or
   restore without heartbeats, or a process paused for that long) can be taken
   over from another host. :meth:`~WorkdirLock.heartbeat` then returns False
-  and logs a warning, but nothing stops the old holder from writing.
+  and logs a warning; snnjax's training loop checks it before every write to
+  the workdir and stops with :class:`WorkdirLockLostError`, but a checkpoint
+  whose asynchronous write began before the takeover still lands.
 * The host check trusts ``socket.gethostname()``: containers that share a
   hostname but not a pid namespace (or two machines with the same name) look
   like one host, and a live holder in another pid namespace looks dead.
@@ -146,6 +148,23 @@ def locked_message(workdir: str, lock_path: str, holder: LockRecord | None,
   return (f"workdir {workdir} is in use by another run: pid {holder.pid} on host "
           f"{holder.host}, started {holder.started}{beat} (lock file {lock_path}). "
           f"To proceed, {_FIX}; if that process is gone, delete {lock_path}")
+
+
+class WorkdirLockLostError(RuntimeError):
+  """This run's lock was deleted, or taken over by another run, while it trained.
+
+  The run must stop writing to the workdir: what is there now is the other run's.
+  """
+
+
+def lost_message(lock_path: str, holder: LockRecord | None, step: int) -> str:
+  """The one-line explanation of a run stopped because its lock is no longer its own."""
+  now = ("is gone" if holder is None else
+         f"now names pid {holder.pid} on host {holder.host}, started {holder.started}")
+  return (f"this run's workdir lock {lock_path} {now}: another run took the workdir over "
+          "(this one missed its heartbeats, e.g. while paused) or the lock was deleted. "
+          f"Stopped at step {step} without writing to the workdir, so the other run's "
+          "checkpoints and metrics are kept; rerun the same command once no other run uses it")
 
 
 # --- facts about processes --------------------------------------------------------------
@@ -448,6 +467,13 @@ class WorkdirLock:
     """Whether the lock file still holds this lock's record (reads the file)."""
     return not self._released and parse_record(self._read() or b"") == self.record
 
+  def current_holder(self) -> LockRecord | None:
+    """The record the lock file holds now (None if it is gone, garbled or unreadable)."""
+    try:
+      return parse_record(self._read() or b"")
+    except OSError:
+      return None
+
   def heartbeat(self, *, force: bool = False) -> bool:
     """Refreshes the lock's heartbeat (its mtime); returns whether the lock is still ours.
 
@@ -494,7 +520,8 @@ class WorkdirLock:
     self._released = True
     try:
       if parse_record(self._read() or b"") != self.record:
-        logger.warning("Not removing %s: it no longer holds this run's lock.", self.path)
+        if not self._lost:   # heartbeat() has said so already
+          logger.warning("Not removing %s: it no longer holds this run's lock.", self.path)
         return
       if self._object_store:
         self._epath().unlink()
