@@ -371,17 +371,38 @@ def test_the_config_table_lists_every_config_once():
   assert sorted(listed) == CONFIGS
 
 
+#: A row may end with "`name.py:variant`: ..." stating what that variant overrides.
+VARIANT_SEGMENT = re.compile(r"`([\w]+\.py):(\w+)`:")
+
+
+def _row_segments(text: str) -> tuple[str, list[tuple[str, str]]]:
+  """The row text about the base config, and (variant, text) for each variant segment."""
+  parts = VARIANT_SEGMENT.split(text)  # [base, name, variant, text, name, variant, text, ...]
+  return parts[0], [(parts[i + 1], parts[i + 2]) for i in range(1, len(parts), 3)]
+
+
+def _table_checks(config, text: str) -> list[tuple[str, object, object]]:
+  return [check for pattern, rule in CONFIG_TABLE_RULES
+          for match in re.finditer(pattern, text) for check in rule(config, match)]
+
+
+def _wrong(checks) -> list[str]:
+  return [f"{what}: README {stated!r}, config {actual!r}"
+          for what, stated, actual in checks if stated != actual]
+
+
 @pytest.mark.parametrize("row", CONFIG_TABLE, ids=[r[0].split("`")[1] for r in CONFIG_TABLE])
 def test_the_config_table_states_the_configs_values(row):
-  text = " | ".join(row[1:])
+  base_text, variants = _row_segments(" | ".join(row[1:]))
   for name in _row_configs(row[0]):
-    config = load_config(name)
-    checks = [check for pattern, rule in CONFIG_TABLE_RULES
-              for match in re.finditer(pattern, text) for check in rule(config, match)]
-    assert len(checks) >= 5, f"{name}: the table row states too little this test reads: {text}"
-    wrong = [f"{what}: README {stated!r}, config {actual!r}"
-             for what, stated, actual in checks if stated != actual]
-    assert not wrong, f"configs/{name}: " + "; ".join(wrong)
+    checks = _table_checks(load_config(name), base_text)
+    assert len(checks) >= 5, f"{name}: the table row states too little this test reads: {base_text}"
+    assert not _wrong(checks), f"configs/{name}: " + "; ".join(_wrong(checks))
+  for variant, text in variants:
+    name = _row_configs(row[0])[0]
+    checks = _table_checks(load_config(name, variant), text)
+    assert checks, f"{name}:{variant}: the table row states nothing this test reads: {text}"
+    assert not _wrong(checks), f"configs/{name}:{variant}: " + "; ".join(_wrong(checks))
 
 
 #: The data table's datasets: the source and data.name their configs must have.
