@@ -40,3 +40,23 @@ def test_other_convolutions_are_passed_to_lax():
               feature_group_count=2)
   np.testing.assert_allclose(conv.explicit_grad_conv(x, w, **args),
                              lax.conv_general_dilated(x, w, **args))
+
+
+def _conv_microbench():
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "conv_microbench.py"
+  spec = importlib.util.spec_from_file_location("conv_microbench", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_the_benchmarks_other_conv_formulations_compute_lax_convolution_and_its_gradients():
+  bench = _conv_microbench()
+  times = bench.formulation_times(2, 6, 3, repeats=1)   # raises if any formulation differs
+  assert set(times) >= {"winograd forward + both grads", "kernel grad im2col"}
+  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
+  w = jax.random.normal(jax.random.key(2), (3, 3, 3, 4))
+  with pytest.raises(AssertionError, match="relative difference"):
+    bench._checked("transposed kernel", bench.winograd_conv(x, w[::-1]), bench.lax_conv(x, w))
