@@ -5,8 +5,11 @@ traces ``--steps`` steps after compilation and warm-up, and prints the time of
 the step's XLA operations grouped by the part of the step they come from
 (convolutions, BatchNorm, neurons, optimiser; read from the HLO metadata), by
 XLA operation kind (YNNPACK / oneDNN fusions, loop fusions, copies and
-transposes, ...), and the slowest single operations. Times are summed over the
-XLA CPU threads, so shares are of the summed time.
+transposes, ...), and the slowest single operations. On the CPU, times are
+summed over XLA's threads, so shares are of the summed time, and convolutions
+under snnjax's CPU flag (Eigen, not YNNPACK) run as asynchronous pool tasks the
+trace mostly misses: their share is understated there. On a GPU, times are
+those of the kernels on the device.
 
     python benchmarks/profile_step.py                        # SNN, CPU defaults
     python benchmarks/profile_step.py --ann                  # the ANN limit
@@ -22,6 +25,8 @@ import pathlib
 import re
 import sys
 import tempfile
+import time
+import warnings
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers"))
 
@@ -36,9 +41,6 @@ KINDS = (("convolution", "convolution"), ("fusion", "fusion"), ("loop_fusion", "
          ("custom-call", "custom-call"), ("while", "while"), ("call", "call"))
 
 
-HLO_NAME = re.compile(r"^[a-z][a-z_\-]*(\.\d+)+$")
-
-
 def kind_of(name: str) -> str:
   """"convolution.12" -> "convolution"; fusions, copies and transposes grouped."""
   base = re.sub(r"(\.\d+)+$", "", name)
@@ -48,23 +50,45 @@ def kind_of(name: str) -> str:
   return base or "?"
 
 
+#: Lines of a device plane that repeat its kernels (per op, module or step) rather than list them.
+SUMMARY_LINES = ("XLA Ops", "XLA Modules", "Steps", "Framework Ops", "Framework Name Scope",
+                 "Source code", "XLA TraceMe")
+
+
 def op_events(trace_dir: str) -> list[tuple[str, float]]:
   """(HLO instruction name, duration ms) of every XLA operation the trace recorded.
 
-  On CPU the operations are events named like "convolution.12" or
-  "loop_fusion.3" on the XLA thread-pool lines; on GPU on the device planes.
+  An operation is an event that carries an "hlo_op" stat, the HLO instruction
+  it executes. On CPU those events lie on the XLA thread-pool lines of the host
+  plane. On a GPU only the device planes ("/device:GPU:0") are read: their
+  events are the kernels, and the host's launch events are left out, so no
+  operation is counted twice.
   """
   files = sorted(pathlib.Path(trace_dir).rglob("*.xplane.pb"))
   if not files:
     raise RuntimeError(f"no .xplane.pb under {trace_dir}")
   data = jax.profiler.ProfileData.from_file(str(files[-1]))
+  device_planes = [p for p in data.planes if p.name.startswith("/device:")]
   events = []
-  for plane in data.planes:
+  for plane in device_planes or data.planes:
     for line in plane.lines:
-      if line.name == "python":
+      if line.name in SUMMARY_LINES:
         continue
-      events += [(e.name, e.duration_ns / 1e6) for e in line.events if HLO_NAME.match(e.name)]
+      for e in line.events:
+        with warnings.catch_warnings():   # JAX's event_stats type has no __module__ (0.11)
+          warnings.simplefilter("ignore", DeprecationWarning)
+          hlo_op = dict(e.stats).get("hlo_op")
+        if hlo_op:
+          events.append((str(hlo_op), e.duration_ns / 1e6))
   return events
+
+
+def trace_lines(trace_dir: str) -> dict[str, int]:
+  """"plane | line" -> number of events: what a trace held, for checking op_events on new hardware."""
+  files = sorted(pathlib.Path(trace_dir).rglob("*.xplane.pb"))
+  data = jax.profiler.ProfileData.from_file(str(files[-1]))
+  return {f"{plane.name} | {line.name}": len(list(line.events))
+          for plane in data.planes for line in plane.lines}
 
 
 INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name=\"([^\"]*)\"")
@@ -140,11 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     bench.step()
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):
+      start = time.perf_counter()
       for _ in range(args.steps):
         bench.step()
+      wall_ms = (time.perf_counter() - start) * 1e3 / args.steps
     summary = summarise(op_events(trace_dir), args.steps, args.top, bench.compiled.as_text())
+    summary["trace_lines"] = trace_lines(trace_dir)
+    summary["device_kind"] = jax.devices()[0].device_kind
+    summary["wall_ms_per_step"] = wall_ms
   print(f"{spec.framework}: {summary['op_ms_per_step']:.0f} ms of XLA operations per step "
-        "(summed over threads)")
+        f"(summed over threads), step {wall_ms:.0f} ms wall (traced)")
+  if jax.default_backend() == "cpu":
+    print("note: on the CPU, XLA runs convolutions as asynchronous tasks in its Eigen pool; "
+          "their time is mostly missing from the trace (time them alone with "
+          "benchmarks/cpu_conv_paths.py)")
   for title, key in (("by part of the step (from HLO metadata)", "by_layer"),
                      ("by XLA operation kind", "by_kind")):
     print(title + ":")
