@@ -55,7 +55,15 @@ SUMMARY_LINES = ("XLA Ops", "XLA Modules", "Steps", "Framework Ops", "Framework 
                  "Source code", "XLA TraceMe")
 
 
-def op_events(trace_dir: str) -> list[tuple[str, float]]:
+def read_trace(trace_dir: str) -> jax.profiler.ProfileData:
+  """The trace jax.profiler.trace wrote under trace_dir (its newest .xplane.pb)."""
+  files = sorted(pathlib.Path(trace_dir).rglob("*.xplane.pb"))
+  if not files:
+    raise RuntimeError(f"no .xplane.pb under {trace_dir}")
+  return jax.profiler.ProfileData.from_file(str(files[-1]))
+
+
+def op_events(data: jax.profiler.ProfileData) -> list[tuple[str, float]]:
   """(HLO instruction name, duration ms) of every XLA operation the trace recorded.
 
   An operation is an event that carries an "hlo_op" stat, the HLO instruction
@@ -64,10 +72,6 @@ def op_events(trace_dir: str) -> list[tuple[str, float]]:
   events are the kernels, and the host's launch events are left out, so no
   operation is counted twice.
   """
-  files = sorted(pathlib.Path(trace_dir).rglob("*.xplane.pb"))
-  if not files:
-    raise RuntimeError(f"no .xplane.pb under {trace_dir}")
-  data = jax.profiler.ProfileData.from_file(str(files[-1]))
   device_planes = [p for p in data.planes if p.name.startswith("/device:")]
   events = []
   for plane in device_planes or data.planes:
@@ -83,10 +87,8 @@ def op_events(trace_dir: str) -> list[tuple[str, float]]:
   return events
 
 
-def trace_lines(trace_dir: str) -> dict[str, int]:
+def trace_lines(data: jax.profiler.ProfileData) -> dict[str, int]:
   """"plane | line" -> number of events: what a trace held, for checking op_events on new hardware."""
-  files = sorted(pathlib.Path(trace_dir).rglob("*.xplane.pb"))
-  data = jax.profiler.ProfileData.from_file(str(files[-1]))
   return {f"{plane.name} | {line.name}": len(list(line.events))
           for plane in data.planes for line in plane.lines}
 
@@ -168,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
       for _ in range(args.steps):
         bench.step()
       wall_ms = (time.perf_counter() - start) * 1e3 / args.steps
-    summary = summarise(op_events(trace_dir), args.steps, args.top, bench.compiled.as_text())
-    summary["trace_lines"] = trace_lines(trace_dir)
+    trace = read_trace(trace_dir)
+    summary = summarise(op_events(trace), args.steps, args.top, bench.compiled.as_text())
+    summary["trace_lines"] = trace_lines(trace)
     summary["device_kind"] = jax.devices()[0].device_kind
     summary["wall_ms_per_step"] = wall_ms
   print(f"{spec.framework}: {summary['op_ms_per_step']:.0f} ms of XLA operations per step "

@@ -16,26 +16,32 @@ cd "$(dirname "$0")/.."
 DATA=${1:-data/fashion-mnist}
 OUT=${OUT:-/tmp/out}
 EPOCHS=${EPOCHS:-20}
+# The workdir (checkpoints: many files, deep folders) stays outside $OUT, which the device tool
+# returns only 8 files of, 2 folders deep: $OUT gets the log, metrics.jsonl and the summary.
+WORKDIR=${WORKDIR:-/tmp/fmnist_best}
 mkdir -p "$OUT"
 source scripts/device_env.sh
 config=configs/fmnist_best.py rehearsal_flags=()
 if [ "${REHEARSAL:-0}" = 1 ]; then
   config=configs/fmnist_best.py:cpu rehearsal_flags=(--config.max_steps=3 --config.log_every_steps=1)
+  WORKDIR=${WORKDIR%/}_rehearsal && rm -rf "$WORKDIR"   # a toy run: always from scratch
 fi
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/gpu.txt" || true
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null \
+  | tee "$OUT/fmnist_best.log" || true
 start=$(date +%s)
 # SIGTERM after TRAIN_S seconds: train.py checkpoints and stops, and the summary below still
 # reads what finished, so a schedule longer than the lease is measured, not lost.
 status=0
 timeout --signal=TERM "${TRAIN_S:-540}" python3 train.py --config "$config" \
-  --workdir "$OUT/fmnist_best" --config.data.folder="$DATA" --config.num_epochs="$EPOCHS" \
+  --workdir "$WORKDIR" --config.data.folder="$DATA" --config.num_epochs="$EPOCHS" \
   --config.eval_every_epochs=5 --config.progress_bar=False --config.seed=0 \
-  "${rehearsal_flags[@]}" 2>&1 | tee "$OUT/fmnist_best.log" || status=$?
+  "${rehearsal_flags[@]}" 2>&1 | tee -a "$OUT/fmnist_best.log" || status=$?
 echo "train.py exit status: $status" | tee -a "$OUT/fmnist_best.log"
+cp "$WORKDIR/metrics.jsonl" "$OUT/"
 python3 - "$OUT" "$start" "$EPOCHS" <<'PY'
 import json, pathlib, sys, time
 out, start, epochs = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-records = [json.loads(l) for l in open(out / "fmnist_best" / "metrics.jsonl")]
+records = [json.loads(l) for l in open(out / "metrics.jsonl")]
 train = [r for r in records if r["kind"] == "train" and "images_per_s" in r]
 evals = [r for r in records if r["kind"] == "eval"]
 rate = sorted(r["images_per_s"] for r in train[1:])[len(train[1:]) // 2] if len(train) > 1 else None
